@@ -1,0 +1,1 @@
+//! RustDB REST API. Filled in by the API work.

@@ -1,0 +1,1 @@
+//! Type-aware transforms, one module per kind. Filled in by the transform work.
