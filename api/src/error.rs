@@ -1,0 +1,132 @@
+//! The one place that chooses HTTP status codes.
+//!
+//! Every failure, from extractors, validation, the backend or the router's fallbacks, becomes an
+//! [`ApiError`], and every `ApiError` is answered with `{"error":{"code":"...","message":"..."}}`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::backend::BackendError;
+
+/// An error answer of the API.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Unparseable request: bad id, bad query value, malformed JSON body. 400 `bad_request`.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or unknown `X-API-Key`. 401 `unauthorized`.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// No such object (for this tenant) or no such route. 404 `not_found`.
+    #[error("{0}")]
+    NotFound(String),
+    /// The route exists but not with this method. 405 `method_not_allowed`.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Not possible in the object's current state. 409 `conflict`.
+    #[error("{0}")]
+    Conflict(String),
+    /// Request body above the limit. 413 `payload_too_large`.
+    #[error("request body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// Well-formed but unacceptable values. 422 `invalid`.
+    #[error("{0}")]
+    Invalid(String),
+    /// A failure that is not the client's; the detail is logged, the client sees
+    /// "internal error". 500 `internal`.
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Status and machine-readable code. Exhaustive, no catch-all: a new variant must choose.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge { .. } => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
+            }
+            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The message the client sees.
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "internal error".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(err: BackendError) -> Self {
+        match err {
+            BackendError::NotFound(id) => ApiError::NotFound(format!("object {id} not found")),
+            BackendError::Conflict(message) => ApiError::Conflict(message),
+            BackendError::Invalid(message) => ApiError::Invalid(message),
+            BackendError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if let ApiError::Internal(detail) = &self {
+            tracing::error!(%detail, "internal error");
+        }
+        let body = serde_json::json!({
+            "error": { "code": code, "message": self.public_message() }
+        });
+        (status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_errors_map_to_statuses() {
+        let cases = [
+            (
+                BackendError::NotFound(3),
+                StatusCode::NOT_FOUND,
+                "not_found",
+            ),
+            (
+                BackendError::Conflict("only a stub is left".into()),
+                StatusCode::CONFLICT,
+                "conflict",
+            ),
+            (
+                BackendError::Invalid("bad".into()),
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid",
+            ),
+            (
+                BackendError::Internal("disk".into()),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+            ),
+        ];
+        for (err, status, code) in cases {
+            assert_eq!(ApiError::from(err).status_and_code(), (status, code));
+        }
+    }
+
+    #[test]
+    fn internal_detail_is_not_public() {
+        let err = ApiError::from(BackendError::Internal("/secret/path".into()));
+        assert_eq!(err.public_message(), "internal error");
+        let err = ApiError::from(BackendError::NotFound(9));
+        assert_eq!(err.public_message(), "object 9 not found");
+    }
+}
