@@ -208,7 +208,7 @@ impl Control {
         if let Some(speed) = self.speed {
             if !(speed.is_finite() && speed > 0.0 && speed <= MAX_SPEED) {
                 return Err(format!(
-                    "speed must be a finite number greater than 0 and at most {MAX_SPEED}, got {speed}"
+                    "speed must be a finite number greater than 0 and at most {MAX_SPEED}, got {speed:?}"
                 ));
             }
         }

@@ -22,8 +22,8 @@ pub enum ApiError {
     #[error("{0}")]
     NotFound(String),
     /// The route exists but not with this method. 405 `method_not_allowed`.
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// Not possible in the object's current state. 409 `conflict`.
     #[error("{0}")]
     Conflict(String),
@@ -46,7 +46,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
-            ApiError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")

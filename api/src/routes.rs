@@ -101,7 +101,7 @@ fn parse_id(raw: &str) -> Result<u64, ApiError> {
 }
 
 /// A JSON request body. An empty body means `T::default()`. Bodies above [`MAX_BODY_BYTES`] are a
-/// 413, unparseable or mis-shaped JSON (including unknown fields) a 400. The content type is not
+/// 413, JSON that does not parse or does not fit `T` (wrong types, unknown fields) a 400. The content type is not
 /// checked, so `curl -d '{...}'` works without `-H`.
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
@@ -131,7 +131,7 @@ where
         }
         serde_json::from_slice(&bytes)
             .map(JsonBody)
-            .map_err(|err| ApiError::BadRequest(format!("malformed JSON body: {err}")))
+            .map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))
     }
 }
 
@@ -313,8 +313,9 @@ pub async fn not_found(method: Method, uri: Uri) -> ApiError {
 }
 
 /// A known path with a method it does not serve.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
+/// axum adds the `Allow` header.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }
 
 // ---------------------------------------------------------------------------------------------
