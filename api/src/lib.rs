@@ -2,6 +2,21 @@
 //!
 //! `api/` translates HTTP into backend calls and back; it knows nothing of SQLite or FUSE.
 //! Statuses are chosen in one place, [`ApiError`]'s `IntoResponse`.
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `GET /healthz` (no key) | | `{"status":"ok"}` |
+//! | `GET /objects?path=&stage=&kind=&include_deleted=` | | [`routes::ObjectList`] |
+//! | `GET /rot/state/{id}` | | [`ObjectState`] |
+//! | `POST /rot/run` | [`TickRequest`] (empty = defaults) | [`TickReport`] |
+//! | `POST /rot/restore/{id}` | | [`ObjectState`] (409 if no exact original is left) |
+//! | `POST /rot/control/{id}` | [`Control`] | [`ObjectState`] |
+//! | `GET /rot/metrics` | | [`TenantMetrics`] |
+//!
+//! Every route but `/healthz` needs `X-API-Key`. Errors are
+//! `{"error":{"code":"...","message":"..."}}` with 400 `bad_request`, 401 `unauthorized`,
+//! 404 `not_found`, 405 `method_not_allowed`, 409 `conflict`, 413 `payload_too_large`,
+//! 422 `invalid` or 500 `internal`.
 
 pub mod auth;
 pub mod backend;

@@ -20,6 +20,8 @@ const BETA_KEY: &str = "beta-key-9876543210";
 
 /// Alpha's object for which the fake backend fails with an internal error.
 const BROKEN_ID: u64 = 500;
+/// Alpha's object whose restore panics inside the backend.
+const PANIC_ID: u64 = 501;
 const INTERNAL_DETAIL: &str = "sqlite: disk I/O error at /var/lib/rustdb/secret.db";
 
 // ---------------------------------------------------------------------------------------------
@@ -202,6 +204,9 @@ impl Backend for FakeBackend {
 
     fn restore(&self, tenant: &str, id: u64) -> Result<ObjectState, BackendError> {
         self.record("restore", tenant);
+        if tenant == "alpha" && id == PANIC_ID {
+            panic!("fake backend bug while restoring {id}");
+        }
         self.with_object(tenant, id, |s| {
             if !s.restorable {
                 return Err(BackendError::Conflict(format!(
@@ -785,15 +790,49 @@ async fn internal_errors_are_500_without_detail() {
     assert!(!reply.body.to_string().contains("sqlite"));
 }
 
+#[tokio::test]
+async fn a_panicking_backend_is_a_500_and_the_server_goes_on() {
+    let (app, _) = app();
+    let reply = post(
+        &app,
+        &format!("/rot/restore/{PANIC_ID}"),
+        Some(ALPHA_KEY),
+        "",
+    )
+    .await;
+    let message = assert_error(&reply, StatusCode::INTERNAL_SERVER_ERROR, "internal");
+    assert_eq!(message, "internal error");
+    let reply = get(&app, "/rot/state/1", Some(ALPHA_KEY)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Over a real socket
 
+/// Sends `request` and reads until the server closes the connection. Uses the readiness API of
+/// `TcpStream` directly (tokio's `io-util` is not among the workspace features).
 async fn raw_http(addr: std::net::SocketAddr, request: &str) -> (u16, Value) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut pending = request.as_bytes();
+    while !pending.is_empty() {
+        stream.writable().await.unwrap();
+        match stream.try_write(pending) {
+            Ok(n) => pending = &pending[n..],
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => panic!("write: {err}"),
+        }
+    }
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        stream.readable().await.unwrap();
+        match stream.try_read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(err) => panic!("read: {err}"),
+        }
+    }
     let text = String::from_utf8(raw).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("header/body separator");
     let status_line = head.lines().next().unwrap();
