@@ -1,1 +1,145 @@
-fn main() {}
+//! `rustdb`: wires the engine, the mount, the API and the scheduler together.
+
+mod cli;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing::{error, info};
+
+use rustdb::clock::SystemClock;
+use rustdb::engine::{ChangeListener, Engine, EngineConfig};
+use rustdb::policy::PolicySet;
+use rustdb::{api_backend::ApiBackend, fs_backend::MountBackend, scheduler::Scheduler};
+
+struct KernelCaches(rustdb_fs::Invalidator);
+
+impl ChangeListener for KernelCaches {
+    fn entry_changed(&self, parent: u64, name: &std::ffi::OsStr) {
+        self.0.invalidate_entry(parent, name);
+    }
+}
+
+fn main() -> ExitCode {
+    cli::adopt_legacy_env();
+    let args = cli::Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUSTDB_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match args.command {
+        cli::Command::Up(up) => run_up(up),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rustdb: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_policies(path: Option<&std::path::Path>) -> anyhow::Result<PolicySet> {
+    let Some(path) = path else {
+        return Ok(PolicySet::default());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    let set: PolicySet = serde_json::from_str(&text)
+        .with_context(|| format!("policy file {} is not a valid policy set", path.display()))?;
+    for (kind, p) in [
+        ("image", &set.image),
+        ("text", &set.text),
+        ("spreadsheet", &set.spreadsheet),
+        ("document", &set.document),
+        ("binary", &set.binary),
+    ] {
+        p.validate()
+            .map_err(|e| anyhow::anyhow!("policy file {}: {kind}: {e}", path.display()))?;
+    }
+    Ok(set)
+}
+
+fn run_up(up: cli::UpArgs) -> anyhow::Result<()> {
+    let keys = rustdb_api::KeyRing::parse(&up.api_keys).context("RUSTDB_API_KEYS")?;
+    let policies = load_policies(up.policy_file.as_deref())?;
+    let config = EngineConfig {
+        storage_dir: up.storage_dir.clone(),
+        policies,
+        shadow: up.shadow_mode,
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(Engine::open(config, Arc::new(SystemClock))?);
+    for tenant in keys.tenants().iter().chain(std::iter::once(&up.tenant)) {
+        engine.tenant_root(tenant)?;
+    }
+    let backend = Arc::new(MountBackend::new(engine.clone(), &up.tenant)?);
+    let mount_config = rustdb_fs::MountConfig {
+        mountpoint: up.mount.clone(),
+        passthrough: !up.no_passthrough,
+        threads: up.fuse_threads,
+        ..Default::default()
+    };
+    let mount = rustdb_fs::mount(backend, &mount_config)?;
+    engine.set_listener(Some(Arc::new(KernelCaches(mount.invalidator()))));
+    info!(
+        mount = %up.mount.display(),
+        storage = %up.storage_dir.display(),
+        tenant = %up.tenant,
+        shadow = up.shadow_mode,
+        "mounted"
+    );
+    let scheduler = Scheduler::start(engine.clone(), Duration::from_secs(up.tick_interval_sec.max(1)))?;
+
+    let state = rustdb_api::AppState {
+        backend: Arc::new(ApiBackend::new(engine.clone())),
+        keys: Arc::new(keys),
+    };
+    let served = serve_api(up.listen, state);
+
+    scheduler.stop();
+    engine.set_listener(None);
+    let unmounted = mount.unmount();
+    info!("unmounted");
+    served?;
+    unmounted.context("unmount failed")?;
+    Ok(())
+}
+
+fn serve_api(listen: std::net::SocketAddr, state: rustdb_api::AppState) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| {
+            format!("cannot listen on {listen}: is another RustDB running? choose another with --listen or RUSTDB_LISTEN")
+        })?;
+        info!(%listen, "api listening");
+        axum::serve(listener, rustdb_api::router(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("api server failed")
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot watch SIGTERM");
+            return std::future::pending().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("interrupt: shutting down"),
+        _ = term.recv() => info!("terminate: shutting down"),
+    }
+}

@@ -1,0 +1,667 @@
+//! The fuser `Filesystem` impl: a thin adapter. Each callback decodes the node id, calls the
+//! backend, and replies; no catalog or policy logic lives here.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use parking_lot::Mutex;
+use tracing::{debug, info, warn};
+
+use crate::nodeid::NodeIds;
+use crate::{
+    Accessor, Attr, Backend, FsError, NodeKind, OpenData, OpenMode, Opened, ReadAt, SetAttr,
+    SetTime, XattrMode,
+};
+
+/// Entries and attributes may be cached long: every change goes through RustDB, and changes the
+/// kernel did not make itself (engine rewrites, purges) are invalidated explicitly.
+const TTL: Duration = Duration::from_secs(60);
+
+enum HandleData {
+    File(Arc<std::fs::File>),
+    Reader(Arc<dyn ReadAt>),
+}
+
+struct Handle {
+    ino: u64,
+    node: u64,
+    data: HandleData,
+    writable: bool,
+    wrote: AtomicBool,
+    passthrough: bool,
+}
+
+/// One backing registration per kernel node, shared by all its passthrough handles.
+struct Backing {
+    id: Arc<BackingId>,
+    opens: usize,
+}
+
+pub struct RustFs<B: Backend> {
+    backend: Arc<B>,
+    ids: NodeIds,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    backings: Mutex<HashMap<u64, Backing>>,
+    next_fh: AtomicU64,
+    passthrough_wanted: bool,
+    passthrough: AtomicBool,
+}
+
+impl<B: Backend> RustFs<B> {
+    pub fn new(backend: Arc<B>, passthrough_wanted: bool) -> Self {
+        let ids = NodeIds::new(backend.root());
+        RustFs {
+            backend,
+            ids,
+            handles: Mutex::new(HashMap::new()),
+            backings: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            passthrough_wanted,
+            passthrough: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the kernel accepted passthrough at init.
+    pub fn passthrough_active(&self) -> bool {
+        self.passthrough.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn node_ids(&self) -> NodeIds {
+        self.ids
+    }
+
+    fn file_attr(&self, attr: &Attr) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(self.ids.encode(attr.ino, attr.generation)),
+            size: attr.size,
+            blocks: attr.blocks,
+            atime: attr.atime,
+            mtime: attr.mtime,
+            ctime: attr.ctime,
+            crtime: attr.crtime,
+            kind: file_type(attr.kind),
+            perm: attr.perm,
+            nlink: attr.nlink,
+            uid: attr.uid,
+            gid: attr.gid,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn ino(&self, node: INodeNo) -> u64 {
+        self.ids.decode(node.0).0
+    }
+
+    fn handle(&self, fh: FileHandle) -> Option<Arc<Handle>> {
+        self.handles.lock().get(&fh.0).cloned()
+    }
+
+    /// Registers the handle and answers the kernel, with passthrough when possible.
+    fn install(&self, node: u64, ino: u64, writable: bool, opened: Opened) -> Installed {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let (data, backing) = match opened.data {
+            OpenData::File(file) => {
+                let backing = if self.passthrough_active() {
+                    self.backing_for(node, &file)
+                } else {
+                    BackingPlan::None
+                };
+                (HandleData::File(Arc::new(file)), backing)
+            }
+            OpenData::Reader(reader) => (HandleData::Reader(reader), BackingPlan::None),
+        };
+        let passthrough = !matches!(backing, BackingPlan::None);
+        self.handles.lock().insert(
+            fh,
+            Arc::new(Handle {
+                ino,
+                node,
+                data,
+                writable,
+                wrote: AtomicBool::new(false),
+                passthrough,
+            }),
+        );
+        Installed { fh, backing }
+    }
+
+    fn backing_for(&self, node: u64, file: &std::fs::File) -> BackingPlan {
+        let backings = self.backings.lock();
+        match backings.get(&node) {
+            Some(b) => BackingPlan::Existing(b.id.clone()),
+            None => BackingPlan::New(file.try_clone().ok()),
+        }
+    }
+
+    fn remember_backing(&self, node: u64, id: Arc<BackingId>) -> Arc<BackingId> {
+        let mut backings = self.backings.lock();
+        let entry = backings.entry(node).or_insert(Backing { id, opens: 0 });
+        entry.opens += 1;
+        entry.id.clone()
+    }
+
+    fn forget_handle(&self, fh: u64) -> Option<Arc<Handle>> {
+        let handle = self.handles.lock().remove(&fh)?;
+        if handle.passthrough {
+            let mut backings = self.backings.lock();
+            if let Some(b) = backings.get_mut(&handle.node) {
+                b.opens = b.opens.saturating_sub(1);
+                if b.opens == 0 {
+                    backings.remove(&handle.node);
+                }
+            }
+        }
+        Some(handle)
+    }
+
+    fn reply_open(&self, reply: ReplyOpen, node: u64, ino: u64, writable: bool, opened: Opened) {
+        let installed = self.install(node, ino, writable, opened);
+        let flags = FopenFlags::FOPEN_KEEP_CACHE;
+        match installed.backing {
+            BackingPlan::None => reply.opened(FileHandle(installed.fh), flags),
+            BackingPlan::Existing(id) => {
+                let id = self.remember_backing(node, id);
+                reply.opened_passthrough(FileHandle(installed.fh), FopenFlags::empty(), &id)
+            }
+            BackingPlan::New(file) => match file.map(|f| reply.open_backing(&f)) {
+                Some(Ok(id)) => {
+                    let id = self.remember_backing(node, Arc::new(id));
+                    reply.opened_passthrough(FileHandle(installed.fh), FopenFlags::empty(), &id)
+                }
+                other => {
+                    if let Some(Err(e)) = other {
+                        warn!(ino, error = %e, "passthrough registration failed; serving reads");
+                    }
+                    self.demote(installed.fh);
+                    reply.opened(FileHandle(installed.fh), flags)
+                }
+            },
+        }
+    }
+
+    /// A handle that could not get a backing id is served by reads instead.
+    fn demote(&self, fh: u64) {
+        let mut handles = self.handles.lock();
+        if let Some(h) = handles.get(&fh) {
+            let h = Handle {
+                ino: h.ino,
+                node: h.node,
+                data: match &h.data {
+                    HandleData::File(f) => HandleData::File(f.clone()),
+                    HandleData::Reader(r) => HandleData::Reader(r.clone()),
+                },
+                writable: h.writable,
+                wrote: AtomicBool::new(false),
+                passthrough: false,
+            };
+            handles.insert(fh, Arc::new(h));
+        }
+    }
+}
+
+struct Installed {
+    fh: u64,
+    backing: BackingPlan,
+}
+
+enum BackingPlan {
+    None,
+    Existing(Arc<BackingId>),
+    New(Option<std::fs::File>),
+}
+
+fn file_type(kind: NodeKind) -> FileType {
+    match kind {
+        NodeKind::File => FileType::RegularFile,
+        NodeKind::Dir => FileType::Directory,
+        NodeKind::Symlink => FileType::Symlink,
+    }
+}
+
+fn accessor(req: &Request) -> Accessor {
+    let pid = req.pid();
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim_end().to_string());
+    Accessor {
+        pid,
+        uid: req.uid(),
+        gid: req.gid(),
+        comm,
+    }
+}
+
+fn set_time(t: Option<TimeOrNow>) -> Option<SetTime> {
+    t.map(|t| match t {
+        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(at) => SetTime::At(at),
+    })
+}
+
+fn open_mode(flags: i32) -> OpenMode {
+    let acc = flags & libc::O_ACCMODE;
+    OpenMode {
+        write: acc == libc::O_WRONLY || acc == libc::O_RDWR,
+        truncate: flags & libc::O_TRUNC != 0,
+    }
+}
+
+fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+    if size == 0 {
+        reply.size(value.len() as u32);
+    } else if (size as usize) < value.len() {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(value);
+    }
+}
+
+impl<B: Backend> Filesystem for RustFs<B> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if self.passthrough_wanted {
+            let ok = config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+                && config.set_max_stack_depth(2).is_ok();
+            self.passthrough.store(ok, Ordering::Relaxed);
+        }
+        info!(
+            passthrough = self.passthrough_active(),
+            "fuse session initialised; data served {}",
+            if self.passthrough_active() { "through kernel passthrough" } else { "by reads" }
+        );
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.backend.lookup(self.ino(parent), name) {
+            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.backend.getattr(self.ino(ino)) {
+            Ok(attr) => reply.attr(&TTL, &self.file_attr(&attr)),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let changes = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: set_time(atime),
+            mtime: set_time(mtime),
+        };
+        if size.is_some() {
+            if let Some(h) = fh.and_then(|fh| self.handle(fh)) {
+                h.wrote.store(true, Ordering::Relaxed);
+            }
+        }
+        match self.backend.setattr(self.ino(ino), &changes) {
+            Ok(attr) => reply.attr(&TTL, &self.file_attr(&attr)),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.backend.readlink(self.ino(ino)) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        match self.backend.mkdir(self.ino(parent), name, mode & !umask, &accessor(req)) {
+            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.backend.unlink(self.ino(parent), name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.backend.rmdir(self.ino(parent), name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        match self.backend.symlink(self.ino(parent), link_name, target, &accessor(req)) {
+            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let bits = flags.bits();
+        if bits & !libc::RENAME_NOREPLACE != 0 {
+            reply.error(FsError::Invalid("rename flags".into()).errno());
+            return;
+        }
+        let noreplace = bits & libc::RENAME_NOREPLACE != 0;
+        match self.backend.rename(self.ino(parent), name, self.ino(newparent), newname, noreplace) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (cat_ino, generation) = self.ids.decode(ino.0);
+        let mode = open_mode(flags.0);
+        let writable = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        match self.backend.open(cat_ino, generation, mode, &accessor(req)) {
+            Ok(opened) => {
+                if writable && matches!(opened.data, OpenData::Reader(_)) {
+                    self.backend.release(cat_ino, true, false);
+                    reply.error(Errno::EIO);
+                    return;
+                }
+                self.reply_open(reply, ino.0, cat_ino, writable, opened)
+            }
+            Err(e) => {
+                debug!(ino = cat_ino, error = %e, "open refused");
+                reply.error(e.errno())
+            }
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let Some(h) = self.handle(fh) else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        let mut buf = vec![0u8; size as usize];
+        let mut filled = 0usize;
+        while filled < buf.len() {
+            let n = match &h.data {
+                HandleData::File(f) => f.read_at(&mut buf[filled..], offset + filled as u64),
+                HandleData::Reader(r) => r.read_at(offset + filled as u64, &mut buf[filled..]),
+            };
+            match n {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    reply.error(FsError::Io(e).errno());
+                    return;
+                }
+            }
+        }
+        reply.data(&buf[..filled]);
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let Some(h) = self.handle(fh) else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        let HandleData::File(f) = &h.data else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        if !h.writable {
+            reply.error(Errno::EBADF);
+            return;
+        }
+        h.wrote.store(true, Ordering::Relaxed);
+        match f.write_all_at(data, offset) {
+            Ok(()) => reply.written(data.len() as u32),
+            Err(e) => reply.error(FsError::Io(e).errno()),
+        }
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        if let Some(h) = self.forget_handle(fh.0) {
+            // Passthrough writes bypass us; a writable passthrough handle may have written.
+            let wrote = h.wrote.load(Ordering::Relaxed) || (h.writable && h.passthrough);
+            self.backend.release(h.ino, h.writable, wrote);
+        }
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+        let Some(h) = self.handle(fh) else {
+            reply.error(Errno::EBADF);
+            return;
+        };
+        let result = match &h.data {
+            HandleData::File(f) if datasync => f.sync_data(),
+            HandleData::File(f) => f.sync_all(),
+            HandleData::Reader(_) => Ok(()),
+        };
+        match result {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(FsError::Io(e).errno()),
+        }
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let dir = self.ino(ino);
+        let entries = match self.backend.readdir(dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                reply.error(e.errno());
+                return;
+            }
+        };
+        let dots = [(ino.0, FileType::Directory, OsStr::new(".")), (ino.0, FileType::Directory, OsStr::new(".."))];
+        let all = dots.into_iter().chain(entries.iter().map(|e| {
+            (self.ids.encode(e.ino, e.generation), file_type(e.kind), e.name.as_os_str())
+        }));
+        for (i, (node, kind, name)) in all.enumerate().skip(offset as usize) {
+            if reply.add(INodeNo(node), (i + 1) as u64, kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match self.backend.statfs() {
+            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let mode = if flags & libc::XATTR_CREATE != 0 {
+            XattrMode::Create
+        } else if flags & libc::XATTR_REPLACE != 0 {
+            XattrMode::Replace
+        } else {
+            XattrMode::Any
+        };
+        match self.backend.setxattr(self.ino(ino), name, value, mode) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        match self.backend.getxattr(self.ino(ino), name) {
+            Ok(value) => xattr_reply(reply, size, &value),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        match self.backend.listxattr(self.ino(ino)) {
+            Ok(names) => {
+                let mut buf = Vec::new();
+                for n in names {
+                    buf.extend_from_slice(n.as_encoded_bytes());
+                    buf.push(0);
+                }
+                xattr_reply(reply, size, &buf)
+            }
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        match self.backend.removexattr(self.ino(ino), name) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // Permission checks are the kernel's (default_permissions).
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        match self.backend.create(self.ino(parent), name, mode & !umask, &accessor(req)) {
+            Ok((attr, opened)) => {
+                let fattr = self.file_attr(&attr);
+                let node = fattr.ino.0;
+                let _ = flags;
+                // create registers a writer in the backend whatever the access mode.
+                let writable = true;
+                let installed = self.install(node, attr.ino, writable, opened);
+                match installed.backing {
+                    BackingPlan::None => reply.created(
+                        &TTL,
+                        &fattr,
+                        Generation(0),
+                        FileHandle(installed.fh),
+                        FopenFlags::FOPEN_KEEP_CACHE,
+                    ),
+                    BackingPlan::Existing(id) => {
+                        let id = self.remember_backing(node, id);
+                        reply.created_passthrough(&TTL, &fattr, Generation(0), FileHandle(installed.fh), FopenFlags::empty(), &id)
+                    }
+                    BackingPlan::New(file) => match file.map(|f| reply.open_backing(&f)) {
+                        Some(Ok(id)) => {
+                            let id = self.remember_backing(node, Arc::new(id));
+                            reply.created_passthrough(&TTL, &fattr, Generation(0), FileHandle(installed.fh), FopenFlags::empty(), &id)
+                        }
+                        _ => {
+                            self.demote(installed.fh);
+                            reply.created(&TTL, &fattr, Generation(0), FileHandle(installed.fh), FopenFlags::FOPEN_KEEP_CACHE)
+                        }
+                    },
+                }
+            }
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+}

@@ -1,0 +1,655 @@
+//! The catalog: SQLite in WAL mode, the single commit point. The only SQL in the project.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("catalog {path} is damaged ({detail}); restore it from a backup or move it away to start empty")]
+    Corrupt { path: String, detail: String },
+}
+
+pub type Result<T> = std::result::Result<T, CatalogError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeType {
+    File = 1,
+    Dir = 2,
+    Symlink = 3,
+}
+
+impl NodeType {
+    fn from_i64(v: i64) -> NodeType {
+        match v {
+            2 => NodeType::Dir,
+            3 => NodeType::Symlink,
+            _ => NodeType::File,
+        }
+    }
+}
+
+/// A namespace entry: directory, file or symlink.
+#[derive(Debug, Clone)]
+pub struct NodeRow {
+    pub ino: u64,
+    pub tenant: String,
+    pub parent: u64,
+    pub name: Vec<u8>,
+    pub node_type: NodeType,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime_ns: i64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub crtime_ns: i64,
+    pub target: Option<Vec<u8>>,
+}
+
+/// How an artifact file is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// The backing file holds the bytes readers see.
+    Plain = 0,
+    /// The backing file is a chunked compressed container of the bytes readers see.
+    Chunked = 1,
+}
+
+impl Encoding {
+    fn from_i64(v: i64) -> Encoding {
+        if v == 1 {
+            Encoding::Chunked
+        } else {
+            Encoding::Plain
+        }
+    }
+}
+
+/// The lifecycle state of one file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectRow {
+    pub id: u64,
+    pub tenant: String,
+    pub stage: u8,
+    pub kind: String,
+    pub format: String,
+    pub generation: u64,
+    pub encoding: Encoding,
+    /// Bytes readers see now.
+    pub size: u64,
+    /// Bytes the artifact takes on disk.
+    pub stored_size: u64,
+    pub original_size: u64,
+    /// SHA-256 of the original content.
+    pub sha256: String,
+    /// Whether the artifact decodes to the original bytes.
+    pub lossless: bool,
+    pub heat: f64,
+    pub heat_at: i64,
+    pub last_access_at: i64,
+    pub created_at: i64,
+    pub stage_since: i64,
+    pub next_decay_at: Option<i64>,
+    pub progress: f64,
+    pub pinned: bool,
+    pub hold: bool,
+    pub keep_original: Option<bool>,
+    pub speed: f64,
+    /// Generation of the kept original, and how it is stored.
+    pub original_gen: Option<u64>,
+    pub original_encoding: Encoding,
+    pub original_stored_size: u64,
+    pub restore_until: Option<i64>,
+    pub fail_count: u32,
+    pub deleted_at: Option<i64>,
+    pub deleted_path: Option<String>,
+    pub purge_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    pub at: i64,
+    pub from_stage: u8,
+    pub to_stage: u8,
+    pub reason: String,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+/// Aggregates for metrics, per (stage, kind).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageKindTotals {
+    pub stage: u8,
+    pub kind: String,
+    pub objects: u64,
+    pub logical_bytes: u64,
+    pub physical_bytes: u64,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS nodes (
+    ino INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant TEXT NOT NULL,
+    parent INTEGER NOT NULL,
+    name BLOB NOT NULL,
+    type INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    atime_ns INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    crtime_ns INTEGER NOT NULL,
+    target BLOB,
+    UNIQUE (tenant, parent, name)
+);
+CREATE TABLE IF NOT EXISTS objects (
+    id INTEGER PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    stage INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    format TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    encoding INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    stored_size INTEGER NOT NULL,
+    original_size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    lossless INTEGER NOT NULL,
+    heat REAL NOT NULL,
+    heat_at INTEGER NOT NULL,
+    last_access_at INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    stage_since INTEGER NOT NULL,
+    next_decay_at INTEGER,
+    progress REAL NOT NULL,
+    pinned INTEGER NOT NULL,
+    hold INTEGER NOT NULL,
+    keep_original INTEGER,
+    speed REAL NOT NULL,
+    original_gen INTEGER,
+    original_encoding INTEGER NOT NULL,
+    original_stored_size INTEGER NOT NULL,
+    restore_until INTEGER,
+    fail_count INTEGER NOT NULL,
+    deleted_at INTEGER,
+    deleted_path TEXT,
+    purge_reason TEXT
+);
+CREATE INDEX IF NOT EXISTS objects_due ON objects (next_decay_at) WHERE next_decay_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS objects_restore ON objects (restore_until) WHERE restore_until IS NOT NULL;
+CREATE INDEX IF NOT EXISTS objects_tenant ON objects (tenant, deleted_at);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    object INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    from_stage INTEGER NOT NULL,
+    to_stage INTEGER NOT NULL,
+    reason TEXT NOT NULL,
+    bytes_before INTEGER NOT NULL,
+    bytes_after INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_object ON history (object, seq);
+CREATE TABLE IF NOT EXISTS xattrs (
+    ino INTEGER NOT NULL,
+    name BLOB NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (ino, name)
+);
+";
+
+const OBJECT_COLUMNS: &str = "id, tenant, stage, kind, format, generation, encoding, size, stored_size,
+    original_size, sha256, lossless, heat, heat_at, last_access_at, created_at, stage_since,
+    next_decay_at, progress, pinned, hold, keep_original, speed, original_gen, original_encoding,
+    original_stored_size, restore_until, fail_count, deleted_at, deleted_path, purge_reason";
+
+const NODE_COLUMNS: &str =
+    "ino, tenant, parent, name, type, mode, uid, gid, atime_ns, mtime_ns, ctime_ns, crtime_ns, target";
+
+fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
+    Ok(ObjectRow {
+        id: r.get::<_, i64>(0)? as u64,
+        tenant: r.get(1)?,
+        stage: r.get::<_, i64>(2)? as u8,
+        kind: r.get(3)?,
+        format: r.get(4)?,
+        generation: r.get::<_, i64>(5)? as u64,
+        encoding: Encoding::from_i64(r.get(6)?),
+        size: r.get::<_, i64>(7)? as u64,
+        stored_size: r.get::<_, i64>(8)? as u64,
+        original_size: r.get::<_, i64>(9)? as u64,
+        sha256: r.get(10)?,
+        lossless: r.get(11)?,
+        heat: r.get(12)?,
+        heat_at: r.get(13)?,
+        last_access_at: r.get(14)?,
+        created_at: r.get(15)?,
+        stage_since: r.get(16)?,
+        next_decay_at: r.get(17)?,
+        progress: r.get(18)?,
+        pinned: r.get(19)?,
+        hold: r.get(20)?,
+        keep_original: r.get(21)?,
+        speed: r.get(22)?,
+        original_gen: r.get::<_, Option<i64>>(23)?.map(|g| g as u64),
+        original_encoding: Encoding::from_i64(r.get(24)?),
+        original_stored_size: r.get::<_, i64>(25)? as u64,
+        restore_until: r.get(26)?,
+        fail_count: r.get::<_, i64>(27)? as u32,
+        deleted_at: r.get(28)?,
+        deleted_path: r.get(29)?,
+        purge_reason: r.get(30)?,
+    })
+}
+
+fn node_from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
+    Ok(NodeRow {
+        ino: r.get::<_, i64>(0)? as u64,
+        tenant: r.get(1)?,
+        parent: r.get::<_, i64>(2)? as u64,
+        name: r.get(3)?,
+        node_type: NodeType::from_i64(r.get(4)?),
+        mode: r.get::<_, i64>(5)? as u32,
+        uid: r.get::<_, i64>(6)? as u32,
+        gid: r.get::<_, i64>(7)? as u32,
+        atime_ns: r.get(8)?,
+        mtime_ns: r.get(9)?,
+        ctime_ns: r.get(10)?,
+        crtime_ns: r.get(11)?,
+        target: r.get(12)?,
+    })
+}
+
+pub struct Catalog {
+    conn: Connection,
+}
+
+impl Catalog {
+    /// Opens (creating when missing) the catalog at `path`; a damaged file is refused.
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        let corrupt = |detail: String| CatalogError::Corrupt {
+            path: path.display().to_string(),
+            detail,
+        };
+        let check: String = conn
+            .query_row("PRAGMA quick_check", [], |r| r.get(0))
+            .map_err(|e| corrupt(e.to_string()))?;
+        if check != "ok" {
+            return Err(corrupt(check));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Catalog { conn })
+    }
+
+    pub fn integrity_check(&self) -> Result<String> {
+        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+
+    /// Runs `f` in one transaction: everything or nothing.
+    pub fn atomically<T, E: From<CatalogError>>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        let tx = self.conn.transaction().map_err(CatalogError::from)?;
+        let out = f(&Tx { tx: &tx })?;
+        tx.commit().map_err(CatalogError::from)?;
+        Ok(out)
+    }
+
+    /// Read-only access without a write transaction.
+    pub fn read(&self) -> Tx<'_> {
+        Tx { tx: &self.conn }
+    }
+}
+
+/// Statements, usable inside or outside a transaction.
+pub struct Tx<'c> {
+    tx: &'c Connection,
+}
+
+impl Tx<'_> {
+    pub fn tenant_root(&self, tenant: &str) -> Result<Option<u64>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT ino FROM nodes WHERE tenant = ?1 AND parent = 0 AND name = X''",
+                params![tenant],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|i| i as u64))
+    }
+
+    pub fn tenants(&self) -> Result<Vec<String>> {
+        let mut st = self.tx.prepare("SELECT tenant FROM nodes WHERE parent = 0 ORDER BY tenant")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn insert_node(&self, n: &NodeRow) -> Result<u64> {
+        self.tx.execute(
+            "INSERT INTO nodes (tenant, parent, name, type, mode, uid, gid, atime_ns, mtime_ns,
+                ctime_ns, crtime_ns, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                n.tenant,
+                n.parent as i64,
+                n.name,
+                n.node_type as i64,
+                n.mode,
+                n.uid,
+                n.gid,
+                n.atime_ns,
+                n.mtime_ns,
+                n.ctime_ns,
+                n.crtime_ns,
+                n.target
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid() as u64)
+    }
+
+    pub fn node(&self, ino: u64) -> Result<Option<NodeRow>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE ino = ?1"),
+                params![ino as i64],
+                node_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Option<NodeRow>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE parent = ?1 AND name = ?2"),
+                params![parent as i64, name],
+                node_from_row,
+            )
+            .optional()?)
+    }
+
+    pub fn children(&self, parent: u64) -> Result<Vec<NodeRow>> {
+        let mut st = self.tx.prepare(&format!(
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE parent = ?1 ORDER BY name"
+        ))?;
+        let rows = st.query_map(params![parent as i64], node_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn has_children(&self, parent: u64) -> Result<bool> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT 1 FROM nodes WHERE parent = ?1 LIMIT 1",
+                params![parent as i64],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    pub fn update_node(&self, n: &NodeRow) -> Result<()> {
+        self.tx.execute(
+            "UPDATE nodes SET parent = ?2, name = ?3, mode = ?4, uid = ?5, gid = ?6, atime_ns = ?7,
+                mtime_ns = ?8, ctime_ns = ?9 WHERE ino = ?1",
+            params![
+                n.ino as i64,
+                n.parent as i64,
+                n.name,
+                n.mode,
+                n.uid,
+                n.gid,
+                n.atime_ns,
+                n.mtime_ns,
+                n.ctime_ns
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_node(&self, ino: u64) -> Result<()> {
+        self.tx.execute("DELETE FROM nodes WHERE ino = ?1", params![ino as i64])?;
+        self.tx.execute("DELETE FROM xattrs WHERE ino = ?1", params![ino as i64])?;
+        Ok(())
+    }
+
+    /// (parent, name) of every node of a tenant, for building paths.
+    pub fn tree(&self, tenant: &str) -> Result<HashMap<u64, (u64, Vec<u8>)>> {
+        let mut st = self
+            .tx
+            .prepare("SELECT ino, parent, name FROM nodes WHERE tenant = ?1")?;
+        let rows = st.query_map(params![tenant], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, (r.get::<_, i64>(1)? as u64, r.get(2)?)))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn insert_object(&self, o: &ObjectRow) -> Result<()> {
+        self.write_object("INSERT INTO", o)
+    }
+
+    pub fn update_object(&self, o: &ObjectRow) -> Result<()> {
+        self.write_object("REPLACE INTO", o)
+    }
+
+    fn write_object(&self, verb: &str, o: &ObjectRow) -> Result<()> {
+        self.tx.execute(
+            &format!(
+                "{verb} objects ({OBJECT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
+                 ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26,
+                 ?27, ?28, ?29, ?30, ?31)"
+            ),
+            params![
+                o.id as i64,
+                o.tenant,
+                o.stage as i64,
+                o.kind,
+                o.format,
+                o.generation as i64,
+                o.encoding as i64,
+                o.size as i64,
+                o.stored_size as i64,
+                o.original_size as i64,
+                o.sha256,
+                o.lossless,
+                o.heat,
+                o.heat_at,
+                o.last_access_at,
+                o.created_at,
+                o.stage_since,
+                o.next_decay_at,
+                o.progress,
+                o.pinned,
+                o.hold,
+                o.keep_original,
+                o.speed,
+                o.original_gen.map(|g| g as i64),
+                o.original_encoding as i64,
+                o.original_stored_size as i64,
+                o.restore_until,
+                o.fail_count as i64,
+                o.deleted_at,
+                o.deleted_path,
+                o.purge_reason
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn object(&self, id: u64) -> Result<Option<ObjectRow>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE id = ?1"),
+                params![id as i64],
+                object_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Live objects whose next decay is due, oldest first: the index makes this O(due).
+    pub fn due(&self, now: i64, limit: usize) -> Result<Vec<u64>> {
+        self.ids(
+            "SELECT id FROM objects WHERE next_decay_at IS NOT NULL AND next_decay_at <= ?1
+             ORDER BY next_decay_at LIMIT ?2",
+            params![now, limit as i64],
+        )
+    }
+
+    /// Objects whose kept original has outlived its restore window.
+    pub fn originals_expired(&self, now: i64, limit: usize) -> Result<Vec<u64>> {
+        self.ids(
+            "SELECT id FROM objects WHERE restore_until IS NOT NULL AND restore_until <= ?1
+             ORDER BY restore_until LIMIT ?2",
+            params![now, limit as i64],
+        )
+    }
+
+    /// Live objects of a tenant (all tenants when None), by id.
+    pub fn live_objects(&self, tenant: Option<&str>, limit: usize) -> Result<Vec<u64>> {
+        match tenant {
+            Some(t) => self.ids(
+                "SELECT id FROM objects WHERE tenant = ?1 AND deleted_at IS NULL ORDER BY id LIMIT ?2",
+                params![t, limit as i64],
+            ),
+            None => self.ids(
+                "SELECT id FROM objects WHERE deleted_at IS NULL ORDER BY id LIMIT ?1",
+                params![limit as i64],
+            ),
+        }
+    }
+
+    fn ids(&self, sql: &str, p: impl rusqlite::Params) -> Result<Vec<u64>> {
+        let mut st = self.tx.prepare_cached(sql)?;
+        let rows = st.query_map(p, |r| r.get::<_, i64>(0))?;
+        Ok(rows
+            .map(|r| r.map(|i| i as u64))
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn objects_of(&self, tenant: &str, include_deleted: bool) -> Result<Vec<ObjectRow>> {
+        let sql = if include_deleted {
+            format!("SELECT {OBJECT_COLUMNS} FROM objects WHERE tenant = ?1 ORDER BY id")
+        } else {
+            format!(
+                "SELECT {OBJECT_COLUMNS} FROM objects WHERE tenant = ?1 AND deleted_at IS NULL ORDER BY id"
+            )
+        };
+        let mut st = self.tx.prepare(&sql)?;
+        let rows = st.query_map(params![tenant], object_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Every backing file a live row refers to: (id, artifact generation, kept original generation).
+    pub fn referenced_files(&self) -> Result<Vec<(u64, u64, Option<u64>)>> {
+        let mut st = self.tx.prepare(
+            "SELECT id, generation, original_gen FROM objects WHERE deleted_at IS NULL",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                r.get::<_, i64>(1)? as u64,
+                r.get::<_, Option<i64>>(2)?.map(|g| g as u64),
+            ))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn add_history(&self, object: u64, h: &HistoryRow) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO history (object, at, from_stage, to_stage, reason, bytes_before, bytes_after)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                object as i64,
+                h.at,
+                h.from_stage as i64,
+                h.to_stage as i64,
+                h.reason,
+                h.bytes_before as i64,
+                h.bytes_after as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn history(&self, object: u64) -> Result<Vec<HistoryRow>> {
+        let mut st = self.tx.prepare(
+            "SELECT at, from_stage, to_stage, reason, bytes_before, bytes_after FROM history
+             WHERE object = ?1 ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![object as i64], |r| {
+            Ok(HistoryRow {
+                at: r.get(0)?,
+                from_stage: r.get::<_, i64>(1)? as u8,
+                to_stage: r.get::<_, i64>(2)? as u8,
+                reason: r.get(3)?,
+                bytes_before: r.get::<_, i64>(4)? as u64,
+                bytes_after: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn totals(&self, tenant: &str) -> Result<Vec<StageKindTotals>> {
+        let mut st = self.tx.prepare(
+            "SELECT stage, kind, COUNT(*), SUM(original_size), SUM(stored_size + original_stored_size)
+             FROM objects WHERE tenant = ?1 AND deleted_at IS NULL GROUP BY stage, kind ORDER BY stage, kind",
+        )?;
+        let rows = st.query_map(params![tenant], |r| {
+            Ok(StageKindTotals {
+                stage: r.get::<_, i64>(0)? as u8,
+                kind: r.get(1)?,
+                objects: r.get::<_, i64>(2)? as u64,
+                logical_bytes: r.get::<_, i64>(3)? as u64,
+                physical_bytes: r.get::<_, i64>(4)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn xattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT value FROM xattrs WHERE ino = ?1 AND name = ?2",
+                params![ino as i64, name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8]) -> Result<()> {
+        self.tx.execute(
+            "REPLACE INTO xattrs (ino, name, value) VALUES (?1, ?2, ?3)",
+            params![ino as i64, name, value],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<bool> {
+        Ok(self.tx.execute(
+            "DELETE FROM xattrs WHERE ino = ?1 AND name = ?2",
+            params![ino as i64, name],
+        )? > 0)
+    }
+
+    pub fn xattr_names(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
+        let mut st = self
+            .tx
+            .prepare("SELECT name FROM xattrs WHERE ino = ?1 ORDER BY name")?;
+        let rows = st.query_map(params![ino as i64], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

@@ -1,0 +1,84 @@
+//! Command-line flags. Every flag has an environment fallback; clap types stay in this file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rustdb",
+    version,
+    about = "A filesystem where files decay in place unless they are used",
+    long_about = "RustDB mounts a directory whose files rust unless they are used. Every open keeps a \
+file hot; files nobody opens are rewritten stage by stage (a smaller form, a summary, a metadata \
+stub, then nothing). A REST API beside the mount sets controls, forces ticks, restores files and \
+reports metrics.\n\nLegacy DECAYDB_* environment names are accepted for every RUSTDB_* name."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Mount the filesystem, serve the API and run the scheduler until Ctrl-C or SIGTERM.
+    Up(UpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Where the catalog and backing files live.
+    #[arg(long, env = "RUSTDB_STORAGE_DIR", default_value = "rustdb_storage")]
+    pub storage_dir: PathBuf,
+
+    /// Where to mount the filesystem (created if missing).
+    #[arg(long, env = "RUSTDB_MOUNT_DIR", default_value = "./mnt")]
+    pub mount: PathBuf,
+
+    /// Address the REST API listens on.
+    #[arg(long, env = "RUSTDB_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The tenant whose namespace the mount shows.
+    #[arg(long, env = "RUSTDB_TENANT", default_value = "default")]
+    pub tenant: String,
+
+    /// API keys as key:tenant pairs, comma separated.
+    #[arg(long, env = "RUSTDB_API_KEYS", default_value = "devkey:default", hide_env_values = true)]
+    pub api_keys: String,
+
+    /// Seconds between two wall-clock ticks of the scheduler.
+    #[arg(long, env = "RUSTDB_TICK_INTERVAL_SEC", default_value_t = 60)]
+    pub tick_interval_sec: u64,
+
+    /// Report what ticks would change and change nothing.
+    #[arg(long, env = "RUSTDB_SHADOW_MODE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub shadow_mode: bool,
+
+    /// A JSON file with one policy per kind (image, text, spreadsheet, document, binary);
+    /// see docs/CONFIGURATION.md. Defaults apply when absent.
+    #[arg(long, env = "RUSTDB_POLICY_FILE")]
+    pub policy_file: Option<PathBuf>,
+
+    /// Serve data by reads even where FUSE passthrough is available.
+    #[arg(long, env = "RUSTDB_NO_PASSTHROUGH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub no_passthrough: bool,
+
+    /// Threads serving FUSE requests.
+    #[arg(long, env = "RUSTDB_FUSE_THREADS", default_value_t = 4)]
+    pub fuse_threads: usize,
+}
+
+/// Maps the seed's legacy `DECAYDB_*` names onto `RUSTDB_*` where the new name is unset.
+pub fn adopt_legacy_env() {
+    let legacy: Vec<(String, String)> = std::env::vars()
+        .filter_map(|(k, v)| k.strip_prefix("DECAYDB_").map(|rest| (format!("RUSTDB_{rest}"), v)))
+        .collect();
+    for (name, value) in legacy {
+        if std::env::var_os(&name).is_none() {
+            // SAFETY: called at startup from main, before any other thread exists.
+            unsafe { std::env::set_var(name, value) };
+        }
+    }
+}

@@ -1,0 +1,815 @@
+//! Decay, restore and controls. Every rewrite follows the protocol of DESIGN.md section 7: new
+//! generation to `tmp/`, fsync, rename into place, commit the catalog, then delete the old one.
+
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use super::namespace::{read_head, sha256_file};
+use super::{decay_state, reschedule, Engine, EngineError, Result};
+use crate::catalog::{Encoding, HistoryRow, ObjectRow};
+use crate::decay::{self, PURGED};
+use crate::transform::{self, binary, detect::detect, stub, Kind};
+
+/// After this many failed attempts at a stage, the stub stands in for the transform.
+const MAX_TRANSFORM_FAILURES: u32 = 3;
+const RETRY_BASE_SEC: i64 = 60;
+const RETRY_MAX_SEC: i64 = 86_400;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TickOptions {
+    pub force: bool,
+    pub dry_run: bool,
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickChange {
+    pub id: u64,
+    pub path: String,
+    pub from_stage: u8,
+    pub to_stage: u8,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickReport {
+    pub dry_run: bool,
+    pub forced: bool,
+    pub examined: usize,
+    pub changed: usize,
+    pub failed: usize,
+    pub bytes_saved: i64,
+    pub changes: Vec<TickChange>,
+}
+
+/// What a stage is made of, per kind.
+enum Plan {
+    Transform,
+    Stub,
+    KeepBytes,
+    Purge,
+}
+
+fn plan(kind: Kind, target: u8) -> Plan {
+    match (kind, target) {
+        (_, t) if t >= PURGED => Plan::Purge,
+        (Kind::Binary, 1) => Plan::Transform,
+        (Kind::Binary, 2) => Plan::Stub,
+        (Kind::Binary, _) => Plan::KeepBytes,
+        (_, 1 | 2) => Plan::Transform,
+        _ => Plan::Stub,
+    }
+}
+
+/// A new artifact waiting in `tmp/`.
+struct Candidate {
+    tmp: PathBuf,
+    format: String,
+    encoding: Encoding,
+    size: u64,
+    stored_size: u64,
+    lossless: bool,
+    note: String,
+}
+
+/// Removes a temporary file when dropped, unless it was published.
+struct TempGuard(Option<PathBuf>);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+enum Step {
+    Unchanged,
+    Changed(TickChange),
+    Failed,
+}
+
+impl Engine {
+    /// Applies batched opens: heat, last access, and a restarted timer.
+    pub fn flush_heat(&self) -> Result<usize> {
+        let batch = self.heat.take();
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let now = self.clock.now();
+        let mut cat = self.catalog.lock();
+        cat.atomically(|tx| {
+            for (id, access) in &batch {
+                let Some(mut o) = tx.object(*id)? else { continue };
+                if o.deleted_at.is_some() {
+                    continue;
+                }
+                let policy = self.policy(&o.kind);
+                let counted = crate::heat::counted_opens(access, o.last_access_at, policy.access_cooldown_sec);
+                o.heat = decay::heat_at(o.heat, o.heat_at, now, policy.heat_half_life_sec) + counted as f64;
+                o.heat_at = now;
+                o.last_access_at = o.last_access_at.max(access.last_at);
+                o.progress = 0.0;
+                reschedule(&mut o, policy);
+                tx.update_object(&o)?;
+            }
+            Ok::<_, EngineError>(())
+        })?;
+        Ok(batch.len())
+    }
+
+    /// One pass of the engine over due objects (all live objects of the tenant when forced).
+    pub fn tick(&self, tenant: Option<&str>, opts: TickOptions) -> Result<TickReport> {
+        let _one_at_a_time = self.tick_lock.lock();
+        self.flush_heat()?;
+        let now = self.clock.now();
+        let dry_run = opts.dry_run || self.cfg.shadow;
+        let limit = opts.limit.unwrap_or(usize::MAX >> 1).max(1);
+        let mut report = TickReport {
+            dry_run,
+            forced: opts.force,
+            ..TickReport::default()
+        };
+        if !dry_run {
+            self.expire_originals(now)?;
+        }
+        let ids = {
+            let cat = self.catalog.lock();
+            if opts.force {
+                cat.read().live_objects(tenant, limit)?
+            } else {
+                cat.read().due(now, limit)?
+            }
+        };
+        for id in ids {
+            let Some(object) = self.catalog.lock().read().object(id)? else { continue };
+            if tenant.is_some_and(|t| t != object.tenant) || object.deleted_at.is_some() {
+                continue;
+            }
+            report.examined += 1;
+            match self.step(object, opts.force, dry_run, now) {
+                Ok(Step::Unchanged) => {}
+                Ok(Step::Changed(change)) => {
+                    report.changed += 1;
+                    report.bytes_saved += change.bytes_before as i64 - change.bytes_after as i64;
+                    report.changes.push(change);
+                }
+                Ok(Step::Failed) => report.failed += 1,
+                Err(e) => {
+                    warn!(object = id, error = %e, "decay step failed");
+                    report.failed += 1;
+                }
+            }
+        }
+        if report.changed > 0 || report.failed > 0 {
+            info!(
+                forced = opts.force,
+                dry_run,
+                changed = report.changed,
+                failed = report.failed,
+                bytes_saved = report.bytes_saved,
+                "tick"
+            );
+        }
+        Ok(report)
+    }
+
+    fn step(&self, object: ObjectRow, force: bool, dry_run: bool, now: i64) -> Result<Step> {
+        let policy = self.policy(&object.kind).clone();
+        let state = decay_state(&object);
+        let (target, progress) = if force {
+            let s = decay::forced_step(&state, &policy, now);
+            (s.target, s.progress)
+        } else {
+            (decay::due_stage(&state, &policy, now), object.progress)
+        };
+        if target == object.stage {
+            if !dry_run {
+                // Keep the forced progress, and put a stale schedule right.
+                self.update_if_current(&object, |o| {
+                    o.progress = progress;
+                    reschedule(o, &policy);
+                })?;
+            }
+            return Ok(Step::Unchanged);
+        }
+        if self.writers(object.id) > 0 {
+            return Ok(Step::Unchanged);
+        }
+        let path = self.path_of(object.id).unwrap_or_default();
+        if target >= PURGED {
+            if !dry_run {
+                self.purge(&object, &path, if force { "purged by forced tick" } else { "purged: delete_after_sec reached" })?;
+            }
+            return Ok(Step::Changed(TickChange {
+                id: object.id,
+                path,
+                from_stage: object.stage,
+                to_stage: PURGED,
+                bytes_before: object.stored_size + object.original_stored_size,
+                bytes_after: 0,
+            }));
+        }
+        let name = path.rsplit('/').next().unwrap_or("").to_string();
+        let candidate = match self.produce(&object, &name, &path, target) {
+            Ok(c) => c,
+            Err(e) => {
+                if dry_run {
+                    return Ok(Step::Failed);
+                }
+                return self.record_failure(&object, target, now, &e.to_string());
+            }
+        };
+        let guard = TempGuard(candidate.as_ref().map(|c| c.tmp.clone()));
+        let keep_bytes = candidate
+            .as_ref()
+            .is_none_or(|c| c.stored_size >= object.stored_size);
+        let bytes_after = match (&candidate, keep_bytes) {
+            (Some(c), false) => c.stored_size,
+            _ => object.stored_size,
+        };
+        let kept_original = self.keeps_original(&object, candidate.as_ref(), keep_bytes);
+        let change = TickChange {
+            id: object.id,
+            path,
+            from_stage: object.stage,
+            to_stage: target,
+            bytes_before: object.stored_size,
+            bytes_after: if kept_original { bytes_after + object.stored_size } else { bytes_after },
+        };
+        if dry_run {
+            return Ok(Step::Changed(change));
+        }
+        let reason_for = |note: &str| {
+            format!("{} ({note})", if force { "forced tick" } else { "age since last access" })
+        };
+        if keep_bytes {
+            let note = match &candidate {
+                Some(_) => "transform output not smaller; bytes kept",
+                None => "no transform at this stage; bytes kept",
+            };
+            let committed = self.commit_stage(&object, target, progress, None, false, &reason_for(note), now)?;
+            return Ok(if committed { Step::Changed(change) } else { Step::Unchanged });
+        }
+        let c = candidate.expect("checked above");
+        let new_gen = object.generation + 1;
+        let dest = self.store.artifact(object.id, new_gen);
+        self.store.publish(&c.tmp, &dest)?;
+        std::mem::forget(guard);
+        let reason = reason_for(&c.note);
+        let committed = self.commit_stage(&object, target, progress, Some(&c), kept_original, &reason, now)?;
+        if !committed {
+            self.store.remove(&dest);
+            return Ok(Step::Unchanged);
+        }
+        if kept_original {
+            self.store.keep_as_original(object.id, object.generation)?;
+        } else {
+            self.store.remove(&self.store.artifact(object.id, object.generation));
+        }
+        self.notify_object(object.id);
+        Ok(Step::Changed(change))
+    }
+
+    /// Whether this step keeps the current (lossless) bytes as the restorable original.
+    fn keeps_original(&self, o: &ObjectRow, c: Option<&Candidate>, keep_bytes: bool) -> bool {
+        let wanted = o
+            .keep_original
+            .unwrap_or(self.policy(&o.kind).keep_original);
+        wanted && o.lossless && o.original_gen.is_none() && !keep_bytes && c.is_some_and(|c| !c.lossless)
+    }
+
+    /// Commits a stage change if nobody wrote meanwhile. `candidate` is the new generation, already
+    /// published; None keeps the bytes. Returns false when the object changed underneath.
+    #[allow(clippy::too_many_arguments)]
+    fn commit_stage(&self, snapshot: &ObjectRow, target: u8, progress: f64, candidate: Option<&Candidate>, keep_original: bool, reason: &str, now: i64) -> Result<bool> {
+        let policy = self.policy(&snapshot.kind).clone();
+        let opens = self.opens.lock();
+        if opens.get(&snapshot.id).is_some_and(|o| o.writers > 0 || o.dirty) {
+            return Ok(false);
+        }
+        let mut cat = self.catalog.lock();
+        let done = cat.atomically(|tx| {
+            let Some(mut o) = tx.object(snapshot.id)? else { return Ok(false) };
+            if o.generation != snapshot.generation || o.stage != snapshot.stage || o.deleted_at.is_some() {
+                return Ok(false);
+            }
+            let before = o.stored_size;
+            if keep_original {
+                o.original_gen = Some(o.generation);
+                o.original_encoding = o.encoding;
+                o.original_stored_size = o.stored_size;
+                o.restore_until = Some(now + policy.restore_window_sec);
+            }
+            if let Some(c) = candidate {
+                o.generation += 1;
+                o.format = c.format.clone();
+                o.encoding = c.encoding;
+                o.size = c.size;
+                o.stored_size = c.stored_size;
+                o.lossless = o.lossless && c.lossless;
+            }
+            o.stage = target;
+            o.stage_since = now;
+            o.progress = progress;
+            o.fail_count = 0;
+            reschedule(&mut o, &policy);
+            tx.update_object(&o)?;
+            tx.add_history(
+                o.id,
+                &HistoryRow {
+                    at: now,
+                    from_stage: snapshot.stage,
+                    to_stage: target,
+                    reason: reason.to_string(),
+                    bytes_before: before,
+                    bytes_after: o.stored_size,
+                },
+            )?;
+            Ok::<_, EngineError>(true)
+        })?;
+        Ok(done)
+    }
+
+    fn update_if_current(&self, snapshot: &ObjectRow, f: impl FnOnce(&mut ObjectRow)) -> Result<()> {
+        let mut cat = self.catalog.lock();
+        cat.atomically(|tx| {
+            if let Some(mut o) = tx.object(snapshot.id)? {
+                if o.generation == snapshot.generation && o.deleted_at.is_none() {
+                    f(&mut o);
+                    tx.update_object(&o)?;
+                }
+            }
+            Ok::<_, EngineError>(())
+        })
+    }
+
+    fn record_failure(&self, object: &ObjectRow, target: u8, now: i64, why: &str) -> Result<Step> {
+        warn!(object = object.id, target, error = why, "transform failed");
+        let mut cat = self.catalog.lock();
+        cat.atomically(|tx| {
+            let Some(mut o) = tx.object(object.id)? else { return Ok(()) };
+            o.fail_count += 1;
+            let backoff = (RETRY_BASE_SEC << o.fail_count.min(16)).min(RETRY_MAX_SEC);
+            o.next_decay_at = Some(now + backoff);
+            tx.update_object(&o)?;
+            tx.add_history(
+                o.id,
+                &HistoryRow {
+                    at: now,
+                    from_stage: o.stage,
+                    to_stage: o.stage,
+                    reason: format!("transform to stage {target} failed (attempt {}): {why}", o.fail_count),
+                    bytes_before: o.stored_size,
+                    bytes_after: o.stored_size,
+                },
+            )?;
+            Ok::<_, EngineError>(())
+        })?;
+        Ok(Step::Failed)
+    }
+
+    /// Builds the artifact for `target` in `tmp/`; None when the stage keeps the bytes as they are.
+    fn produce(&self, o: &ObjectRow, name: &str, path: &str, target: u8) -> Result<Option<Candidate>> {
+        let kind = Kind::parse(&o.kind).unwrap_or(Kind::Binary);
+        let use_stub = match plan(kind, target) {
+            Plan::Transform => o.fail_count + 1 >= MAX_TRANSFORM_FAILURES,
+            Plan::Stub => true,
+            Plan::KeepBytes | Plan::Purge => return Ok(None),
+        };
+        let out = self.store.temp(&format!("{}-{}", o.id, target));
+        let mut out_guard = TempGuard(Some(out.clone()));
+        let (format, encoding, note) = if use_stub {
+            let history = self.catalog.lock().read().history(o.id)?;
+            let history: Vec<(i64, u8, String)> = history.into_iter().map(|h| (h.at, h.to_stage, h.reason)).collect();
+            let bytes = stub::render(&stub::StubInfo {
+                name,
+                path,
+                kind,
+                format: &o.format,
+                original_size: o.original_size,
+                sha256: &o.sha256,
+                created_at: o.created_at,
+                last_access_at: o.last_access_at,
+                stage_history: &history,
+            });
+            std::fs::write(&out, bytes)?;
+            let note = if matches!(plan(kind, target), Plan::Transform) {
+                format!("metadata stub after {} failed transforms", o.fail_count)
+            } else {
+                "metadata stub".to_string()
+            };
+            ("text/plain".to_string(), Encoding::Plain, note)
+        } else {
+            let (input, _input_guard) = self.plain_input(o)?;
+            let produced = transform::apply(
+                target,
+                &transform::Input {
+                    path: &input,
+                    name,
+                    kind,
+                    format: &o.format,
+                    stage: o.stage,
+                },
+                &out,
+                &self.cfg.limits,
+            )?;
+            let encoding = match produced.encoding {
+                transform::Encoding::Plain => Encoding::Plain,
+                transform::Encoding::Chunked => Encoding::Chunked,
+            };
+            (produced.format, encoding, produced.note)
+        };
+        let stored_size = std::fs::metadata(&out)?.len();
+        let (size, lossless) = match encoding {
+            Encoding::Chunked => (o.size, o.lossless),
+            Encoding::Plain => (stored_size, false),
+        };
+        out_guard.0 = None;
+        Ok(Some(Candidate {
+            tmp: out,
+            format,
+            encoding,
+            size,
+            stored_size,
+            lossless,
+            note,
+        }))
+    }
+
+    /// The bytes readers see, as a plain file: the artifact itself, or a decoded copy in `tmp/`.
+    fn plain_input(&self, o: &ObjectRow) -> Result<(PathBuf, TempGuard)> {
+        let artifact = self.store.artifact(o.id, o.generation);
+        match o.encoding {
+            Encoding::Plain => Ok((artifact, TempGuard(None))),
+            Encoding::Chunked => {
+                let tmp = self.store.temp(&format!("{}-decoded", o.id));
+                let guard = TempGuard(Some(tmp.clone()));
+                binary::decompress_file(&artifact, &tmp)?;
+                Ok((tmp, guard))
+            }
+        }
+    }
+
+    fn purge(&self, o: &ObjectRow, path: &str, reason: &str) -> Result<()> {
+        let now = self.clock.now();
+        let node = self.catalog.lock().read().node(o.id)?;
+        let opens = self.opens.lock();
+        if opens.get(&o.id).is_some_and(|x| x.writers > 0) {
+            return Ok(());
+        }
+        let mut cat = self.catalog.lock();
+        let done = cat.atomically(|tx| {
+            let Some(mut cur) = tx.object(o.id)? else { return Ok(false) };
+            if cur.generation != o.generation || cur.deleted_at.is_some() || cur.hold {
+                return Ok(false);
+            }
+            let before = cur.stored_size + cur.original_stored_size;
+            let from = cur.stage;
+            cur.stage = PURGED;
+            cur.stage_since = now;
+            cur.deleted_at = Some(now);
+            cur.deleted_path = Some(path.to_string());
+            cur.purge_reason = Some(reason.to_string());
+            cur.next_decay_at = None;
+            cur.restore_until = None;
+            cur.original_gen = None;
+            cur.stored_size = 0;
+            cur.original_stored_size = 0;
+            tx.update_object(&cur)?;
+            tx.delete_node(o.id)?;
+            tx.add_history(
+                o.id,
+                &HistoryRow {
+                    at: now,
+                    from_stage: from,
+                    to_stage: PURGED,
+                    reason: reason.to_string(),
+                    bytes_before: before,
+                    bytes_after: 0,
+                },
+            )?;
+            Ok::<_, EngineError>(true)
+        })?;
+        drop(cat);
+        drop(opens);
+        if done {
+            self.store.remove(&self.store.artifact(o.id, o.generation));
+            if let Some(og) = o.original_gen {
+                self.store.remove(&self.store.original(o.id, og));
+            }
+            if let Some(n) = node {
+                self.notify(n.parent, &n.name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes kept originals whose restore window has closed (wall clock only).
+    fn expire_originals(&self, now: i64) -> Result<()> {
+        let ids = self.catalog.lock().read().originals_expired(now, 10_000)?;
+        for id in ids {
+            let mut removed = None;
+            self.catalog.lock().atomically(|tx| {
+                let Some(mut o) = tx.object(id)? else { return Ok(()) };
+                let Some(og) = o.original_gen else { return Ok(()) };
+                removed = Some(og);
+                o.original_gen = None;
+                o.restore_until = None;
+                let freed = o.original_stored_size;
+                o.original_stored_size = 0;
+                tx.update_object(&o)?;
+                tx.add_history(
+                    id,
+                    &HistoryRow {
+                        at: now,
+                        from_stage: o.stage,
+                        to_stage: o.stage,
+                        reason: "restore window closed; kept original deleted".into(),
+                        bytes_before: o.stored_size + freed,
+                        bytes_after: o.stored_size,
+                    },
+                )?;
+                Ok::<_, EngineError>(())
+            })?;
+            if let Some(og) = removed {
+                self.store.remove(&self.store.original(id, og));
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings the exact original back at stage 0, from a kept original or a lossless stage.
+    pub fn restore(&self, id: u64) -> Result<ObjectRow> {
+        let _no_tick_meanwhile = self.tick_lock.lock();
+        let now = self.clock.now();
+        let o = self
+            .catalog
+            .lock()
+            .read()
+            .object(id)?
+            .filter(|o| o.deleted_at.is_none())
+            .ok_or(EngineError::NotFound(id))?;
+        if o.stage == 0 {
+            return Ok(o);
+        }
+        let (source, encoding) = if let Some(og) = o.original_gen.filter(|_| o.restore_until.is_none_or(|u| u > now)) {
+            (self.store.original(id, og), o.original_encoding)
+        } else if o.lossless {
+            (self.store.artifact(id, o.generation), o.encoding)
+        } else {
+            return Err(EngineError::Conflict(format!(
+                "no original left to restore: the file is at stage {} ({}, {} bytes of {} original bytes){}",
+                o.stage,
+                o.format,
+                o.size,
+                o.original_size,
+                if o.keep_original == Some(true) { "; its restore window has closed" } else { "" }
+            )));
+        };
+        let tmp = self.store.temp(&format!("{id}-restore"));
+        let guard = TempGuard(Some(tmp.clone()));
+        match encoding {
+            Encoding::Chunked => {
+                binary::decompress_file(&source, &tmp)?;
+            }
+            Encoding::Plain => {
+                std::fs::copy(&source, &tmp)?;
+            }
+        }
+        let hash = sha256_file(&tmp)?;
+        if hash != o.sha256 {
+            return Err(EngineError::Conflict(format!(
+                "the kept original fails its hash check (expected {}, found {hash}); nothing was changed",
+                o.sha256
+            )));
+        }
+        let new_gen = o.generation + 1;
+        let dest = self.store.artifact(id, new_gen);
+        self.store.publish(&tmp, &dest)?;
+        std::mem::forget(guard);
+        let size = std::fs::metadata(&dest)?.len();
+        let head = read_head(&dest)?;
+        let path = self.path_of(id).unwrap_or_default();
+        let detected = detect(path.rsplit('/').next().unwrap_or(""), &head);
+        let policy = self.policy(detected.kind.as_str()).clone();
+        let opens = self.opens.lock();
+        if opens.get(&id).is_some_and(|x| x.writers > 0) {
+            self.store.remove(&dest);
+            return Err(EngineError::Conflict("the file is open for writing; try again after it is closed".into()));
+        }
+        let mut cat = self.catalog.lock();
+        let restored = cat.atomically(|tx| {
+            let Some(mut cur) = tx.object(id)? else { return Ok(None) };
+            if cur.generation != o.generation || cur.deleted_at.is_some() {
+                return Ok(None);
+            }
+            let from = cur.stage;
+            let before = cur.stored_size + cur.original_stored_size;
+            cur.generation = new_gen;
+            cur.stage = 0;
+            cur.stage_since = now;
+            cur.encoding = Encoding::Plain;
+            cur.format = detected.format.clone();
+            cur.kind = detected.kind.as_str().to_string();
+            cur.size = size;
+            cur.stored_size = size;
+            cur.lossless = true;
+            cur.original_gen = None;
+            cur.original_stored_size = 0;
+            cur.restore_until = None;
+            cur.last_access_at = now;
+            cur.progress = 0.0;
+            cur.fail_count = 0;
+            reschedule(&mut cur, &policy);
+            tx.update_object(&cur)?;
+            tx.add_history(
+                id,
+                &HistoryRow {
+                    at: now,
+                    from_stage: from,
+                    to_stage: 0,
+                    reason: "restored to the original (sha256 verified)".into(),
+                    bytes_before: before,
+                    bytes_after: size,
+                },
+            )?;
+            Ok::<_, EngineError>(Some(cur))
+        })?;
+        drop(cat);
+        drop(opens);
+        let Some(restored) = restored else {
+            self.store.remove(&dest);
+            return Err(EngineError::Conflict("the file changed while restoring; try again".into()));
+        };
+        self.store.remove(&self.store.artifact(id, o.generation));
+        if let Some(og) = o.original_gen {
+            self.store.remove(&self.store.original(id, og));
+        }
+        self.notify_object(id);
+        Ok(restored)
+    }
+
+    /// Sets per-object controls; None leaves a control as it is.
+    pub fn control(&self, id: u64, pinned: Option<bool>, hold: Option<bool>, speed: Option<f64>, keep_original: Option<bool>) -> Result<ObjectRow> {
+        if let Some(s) = speed {
+            if !(s.is_finite() && s > 0.0 && s <= 100.0) {
+                return Err(EngineError::Invalid("speed must be a number in (0, 100]".into()));
+            }
+        }
+        let mut cat = self.catalog.lock();
+        cat.atomically(|tx| {
+            let mut o = tx
+                .object(id)?
+                .filter(|o| o.deleted_at.is_none())
+                .ok_or(EngineError::NotFound(id))?;
+            if let Some(p) = pinned {
+                o.pinned = p;
+            }
+            if let Some(h) = hold {
+                o.hold = h;
+            }
+            if let Some(s) = speed {
+                o.speed = s;
+            }
+            if let Some(k) = keep_original {
+                o.keep_original = Some(k);
+            }
+            reschedule(&mut o, self.policy(&o.kind));
+            tx.update_object(&o)?;
+            Ok(o)
+        })
+    }
+
+    /// A writer's last close: the file's bytes are its new original, at stage 0.
+    pub(super) fn finalize_write(&self, id: u64) -> Result<()> {
+        let Some(o) = self.catalog.lock().read().object(id)? else { return Ok(()) };
+        if o.deleted_at.is_some() {
+            return Ok(());
+        }
+        let path = self.store.artifact(id, o.generation);
+        let size = std::fs::metadata(&path)?.len();
+        let hash = sha256_file(&path)?;
+        let head = read_head(&path)?;
+        let name = self.path_of(id).unwrap_or_default();
+        let detected = detect(name.rsplit('/').next().unwrap_or(""), &head);
+        let now = self.clock.now();
+        let now_ns = self.clock.now_ns();
+        let policy = self.policy(detected.kind.as_str()).clone();
+        let mut dropped_original = None;
+        let mut cat = self.catalog.lock();
+        cat.atomically(|tx| {
+            let Some(mut cur) = tx.object(id)? else { return Ok(()) };
+            if cur.generation != o.generation {
+                return Ok(());
+            }
+            let from = cur.stage;
+            dropped_original = cur.original_gen.take();
+            cur.original_stored_size = 0;
+            cur.restore_until = None;
+            cur.stage = 0;
+            cur.stage_since = now;
+            cur.kind = detected.kind.as_str().to_string();
+            cur.format = detected.format.clone();
+            cur.encoding = Encoding::Plain;
+            cur.size = size;
+            cur.stored_size = size;
+            cur.original_size = size;
+            cur.sha256 = hash.clone();
+            cur.lossless = true;
+            cur.last_access_at = cur.last_access_at.max(now);
+            cur.progress = 0.0;
+            cur.fail_count = 0;
+            reschedule(&mut cur, &policy);
+            tx.update_object(&cur)?;
+            tx.add_history(
+                id,
+                &HistoryRow {
+                    at: now,
+                    from_stage: from,
+                    to_stage: 0,
+                    reason: "written: new original content".into(),
+                    bytes_before: o.stored_size,
+                    bytes_after: size,
+                },
+            )?;
+            if let Some(mut node) = tx.node(id)? {
+                node.mtime_ns = now_ns;
+                node.ctime_ns = now_ns;
+                tx.update_node(&node)?;
+            }
+            Ok::<_, EngineError>(())
+        })?;
+        drop(cat);
+        if let Some(og) = dropped_original {
+            self.store.remove(&self.store.original(id, og));
+        }
+        Ok(())
+    }
+
+    /// Decodes a compressed artifact into a new plain generation at stage 0 (for writers).
+    pub(super) fn thaw(&self, o: &ObjectRow) -> Result<ObjectRow> {
+        let tmp = self.store.temp(&format!("{}-thaw", o.id));
+        let guard = TempGuard(Some(tmp.clone()));
+        binary::decompress_file(&self.store.artifact(o.id, o.generation), &tmp)?;
+        let new_gen = o.generation + 1;
+        let dest = self.store.artifact(o.id, new_gen);
+        self.store.publish(&tmp, &dest)?;
+        std::mem::forget(guard);
+        let now = self.clock.now();
+        let policy = self.policy(&o.kind).clone();
+        let mut cat = self.catalog.lock();
+        let thawed = cat.atomically(|tx| {
+            let Some(mut cur) = tx.object(o.id)? else { return Ok(None) };
+            if cur.generation != o.generation {
+                return Ok(None);
+            }
+            let from = cur.stage;
+            cur.generation = new_gen;
+            cur.encoding = Encoding::Plain;
+            cur.stored_size = cur.size;
+            cur.stage = 0;
+            cur.stage_since = now;
+            cur.progress = 0.0;
+            reschedule(&mut cur, &policy);
+            tx.update_object(&cur)?;
+            tx.add_history(
+                o.id,
+                &HistoryRow {
+                    at: now,
+                    from_stage: from,
+                    to_stage: 0,
+                    reason: "decompressed for writing".into(),
+                    bytes_before: o.stored_size,
+                    bytes_after: cur.stored_size,
+                },
+            )?;
+            Ok::<_, EngineError>(Some(cur))
+        })?;
+        drop(cat);
+        match thawed {
+            Some(t) => {
+                self.store.remove(&self.store.artifact(o.id, o.generation));
+                self.notify_object(o.id);
+                Ok(t)
+            }
+            None => {
+                self.store.remove(&dest);
+                Err(EngineError::Stale)
+            }
+        }
+    }
+
+    fn notify_object(&self, id: u64) {
+        if let Ok(Some(n)) = self.catalog.lock().read().node(id) {
+            self.notify(n.parent, &n.name);
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn exists(p: &Path) -> bool {
+    p.exists()
+}

@@ -1,0 +1,241 @@
+//! The engine: one catalog, one store, the decay rules and the transforms, behind plain methods
+//! that the FUSE adapter, the API and the scheduler call. It knows nothing of FUSE or HTTP.
+
+mod lifecycle;
+mod namespace;
+mod query;
+mod xattr;
+
+pub use lifecycle::{TickChange, TickOptions, TickReport};
+pub use namespace::{NodeView, OpenedArtifact, SetAttrs, TimeSet};
+pub use query::{ObjectFilter, ObjectInfo, ObjectStateInfo, TenantTotals};
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tracing::info;
+
+use crate::catalog::{Catalog, CatalogError, NodeRow, NodeType, ObjectRow};
+use crate::clock::Clock;
+use crate::decay::{self, DecayState};
+use crate::heat::HeatBuffer;
+use crate::policy::{Policy, PolicySet};
+use crate::store::{Store, StoreError};
+use crate::transform::{Kind, Limits, TransformError};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub storage_dir: PathBuf,
+    pub policies: PolicySet,
+    /// Report what ticks would change, change nothing.
+    pub shadow: bool,
+    /// Process names (as in /proc/<pid>/comm) whose opens are not accesses.
+    pub ignored_processes: Vec<String>,
+    pub limits: Limits,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            storage_dir: PathBuf::from("rustdb_storage"),
+            policies: PolicySet::default(),
+            shadow: false,
+            ignored_processes: [
+                "updatedb",
+                "updatedb.mlocat",
+                "plocate",
+                "locate",
+                "tracker-miner-f",
+                "tracker-extract",
+                "baloo_file",
+                "baloo_file_extr",
+                "clamscan",
+                "clamd",
+            ]
+            .map(String::from)
+            .to_vec(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("object {0} not found")]
+    NotFound(u64),
+    #[error("no such file or directory")]
+    NoEntry,
+    #[error("entry exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotPermitted(String),
+    #[error("the artifact changed since this node was looked up")]
+    Stale,
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("attribute namespace not supported")]
+    Unsupported,
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("transform: {0}")]
+    Transform(#[from] TransformError),
+}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// Told when a name starts to refer to another artifact or to nothing, so caches can be dropped.
+pub trait ChangeListener: Send + Sync {
+    fn entry_changed(&self, parent: u64, name: &OsStr);
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Opens {
+    readers: u32,
+    writers: u32,
+    /// A writer changed the data: the last writer's close makes it the new original.
+    dirty: bool,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    clock: Arc<dyn Clock>,
+    catalog: Mutex<Catalog>,
+    store: Store,
+    /// Lock order: `opens` before `catalog`.
+    opens: Mutex<HashMap<u64, Opens>>,
+    heat: HeatBuffer,
+    listener: RwLock<Option<Arc<dyn ChangeListener>>>,
+    tick_lock: Mutex<()>,
+}
+
+impl Engine {
+    /// Opens the storage directory: catalog, backing files, and the startup sweep that removes
+    /// whatever no row refers to.
+    pub fn open(cfg: EngineConfig, clock: Arc<dyn Clock>) -> Result<Engine> {
+        let store = Store::open(&cfg.storage_dir)?;
+        let catalog = Catalog::open(&store.catalog_path())?;
+        let refs = catalog.read().referenced_files()?;
+        let swept = store.sweep(&refs)?;
+        if swept != Default::default() {
+            info!(?swept, "startup sweep cleaned the storage directory");
+        }
+        Ok(Engine {
+            cfg,
+            clock,
+            catalog: Mutex::new(catalog),
+            store,
+            opens: Mutex::new(HashMap::new()),
+            heat: HeatBuffer::default(),
+            listener: RwLock::new(None),
+            tick_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn set_listener(&self, listener: Option<Arc<dyn ChangeListener>>) {
+        *self.listener.write() = listener;
+    }
+
+    /// The root directory of `tenant`, created on first use.
+    pub fn tenant_root(&self, tenant: &str) -> Result<u64> {
+        if tenant.is_empty() || tenant.contains('/') {
+            return Err(EngineError::Invalid(format!("bad tenant name {tenant:?}")));
+        }
+        let now = self.clock.now_ns();
+        let mut cat = self.catalog.lock();
+        if let Some(root) = cat.read().tenant_root(tenant)? {
+            return Ok(root);
+        }
+        let root = cat.atomically(|tx| {
+            tx.insert_node(&NodeRow {
+                ino: 0,
+                tenant: tenant.to_string(),
+                parent: 0,
+                name: Vec::new(),
+                node_type: NodeType::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                atime_ns: now,
+                mtime_ns: now,
+                ctime_ns: now,
+                crtime_ns: now,
+                target: None,
+            })
+        })?;
+        Ok(root)
+    }
+
+    pub fn policy(&self, kind: &str) -> &Policy {
+        self.cfg
+            .policies
+            .for_kind(Kind::parse(kind).unwrap_or(Kind::Binary))
+    }
+
+    /// `PRAGMA integrity_check` of the catalog ("ok" when whole).
+    pub fn catalog_integrity(&self) -> Result<String> {
+        Ok(self.catalog.lock().integrity_check()?)
+    }
+
+    fn notify(&self, parent: u64, name: &[u8]) {
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(l) = self.listener.read().clone() {
+            l.entry_changed(parent, OsStr::from_bytes(name));
+        }
+    }
+
+    fn writers(&self, id: u64) -> u32 {
+        self.opens.lock().get(&id).map(|o| o.writers).unwrap_or(0)
+    }
+}
+
+fn decay_state(o: &ObjectRow) -> DecayState {
+    DecayState {
+        stage: o.stage,
+        created_at: o.created_at,
+        last_access_at: o.last_access_at,
+        stage_since: o.stage_since,
+        pinned: o.pinned,
+        hold: o.hold,
+        speed: o.speed,
+        progress: o.progress,
+    }
+}
+
+/// Recomputes the indexed `next_decay_at` after any change to the state it depends on.
+fn reschedule(o: &mut ObjectRow, policy: &Policy) {
+    o.next_decay_at = if o.deleted_at.is_some() {
+        None
+    } else {
+        decay::next_decay_at(&decay_state(o), policy)
+    };
+}

@@ -1,0 +1,614 @@
+//! What the mount calls: the namespace (lookup, create, rename, unlink ...) and the data path
+//! (open and release). Every open through here is an access unless the opener is ignored.
+
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::{reschedule, Engine, EngineError, Opens, Result};
+use crate::catalog::{Encoding, HistoryRow, NodeRow, NodeType, ObjectRow};
+use crate::transform::binary::ChunkedReader;
+use crate::transform::detect::detect;
+
+/// A node with its object, when it is a file.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    pub node: NodeRow,
+    pub object: Option<ObjectRow>,
+    /// Size and mtime read from the backing file while a writer has it open.
+    pub live: Option<(u64, i64)>,
+}
+
+impl NodeView {
+    pub fn size(&self) -> u64 {
+        match (&self.live, &self.object, &self.node.target) {
+            (Some((size, _)), _, _) => *size,
+            (None, Some(o), _) => o.size,
+            (None, None, Some(t)) => t.len() as u64,
+            _ => 0,
+        }
+    }
+    pub fn generation(&self) -> u64 {
+        self.object.as_ref().map(|o| o.generation).unwrap_or(0)
+    }
+    pub fn mtime_ns(&self) -> i64 {
+        self.live.map(|(_, m)| m).unwrap_or(self.node.mtime_ns)
+    }
+}
+
+pub enum OpenedArtifact {
+    /// The plain backing file, opened read-write.
+    File(File),
+    /// A compressed container, decoded on read.
+    Chunked(Arc<ChunkedReader>),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum TimeSet {
+    Now,
+    AtNs(i64),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SetAttrs {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+}
+
+const MAX_NAME: usize = 255;
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+        return Err(EngineError::Invalid("bad file name".into()));
+    }
+    if name.len() > MAX_NAME {
+        return Err(EngineError::Invalid("name too long".into()));
+    }
+    Ok(())
+}
+
+pub(crate) fn sha256_file(path: &std::path::Path) -> std::io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+pub(crate) fn read_head(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(8192);
+    File::open(path)?.take(8192).read_to_end(&mut head)?;
+    Ok(head)
+}
+
+impl Engine {
+    fn view(&self, node: NodeRow) -> Result<NodeView> {
+        let object = match node.node_type {
+            NodeType::File => self.catalog.lock().read().object(node.ino)?,
+            _ => None,
+        };
+        let live = match &object {
+            Some(o) if self.writers(o.id) > 0 => {
+                let meta = std::fs::metadata(self.store.artifact(o.id, o.generation))?;
+                use std::os::unix::fs::MetadataExt;
+                Some((meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec()))
+            }
+            _ => None,
+        };
+        Ok(NodeView { node, object, live })
+    }
+
+    fn node(&self, ino: u64) -> Result<NodeRow> {
+        self.catalog
+            .lock()
+            .read()
+            .node(ino)?
+            .ok_or(EngineError::NoEntry)
+    }
+
+    fn dir(&self, ino: u64) -> Result<NodeRow> {
+        let n = self.node(ino)?;
+        if n.node_type != NodeType::Dir {
+            return Err(EngineError::NotDir);
+        }
+        Ok(n)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<NodeView> {
+        let node = self
+            .catalog
+            .lock()
+            .read()
+            .lookup(parent, name)?
+            .ok_or(EngineError::NoEntry)?;
+        self.view(node)
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<NodeView> {
+        let node = self.node(ino)?;
+        self.view(node)
+    }
+
+    pub fn readdir(&self, ino: u64) -> Result<Vec<NodeView>> {
+        self.dir(ino)?;
+        let children = self.catalog.lock().read().children(ino)?;
+        children
+            .into_iter()
+            .map(|node| {
+                let object = match node.node_type {
+                    NodeType::File => self.catalog.lock().read().object(node.ino)?,
+                    _ => None,
+                };
+                Ok(NodeView {
+                    node,
+                    object,
+                    live: None,
+                })
+            })
+            .collect()
+    }
+
+    fn new_node(&self, parent: &NodeRow, name: &[u8], t: NodeType, mode: u32, uid: u32, gid: u32) -> NodeRow {
+        let now = self.clock.now_ns();
+        NodeRow {
+            ino: 0,
+            tenant: parent.tenant.clone(),
+            parent: parent.ino,
+            name: name.to_vec(),
+            node_type: t,
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            atime_ns: now,
+            mtime_ns: now,
+            ctime_ns: now,
+            crtime_ns: now,
+            target: None,
+        }
+    }
+
+    fn touch_dir(tx: &crate::catalog::Tx<'_>, dir: &NodeRow, now_ns: i64) -> Result<()> {
+        let mut d = dir.clone();
+        d.mtime_ns = now_ns;
+        d.ctime_ns = now_ns;
+        tx.update_node(&d)?;
+        Ok(())
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, uid: u32, gid: u32) -> Result<NodeView> {
+        check_name(name)?;
+        let dir = self.dir(parent)?;
+        let node = self.new_node(&dir, name, NodeType::Dir, mode, uid, gid);
+        let ino = self.catalog.lock().atomically(|tx| {
+            if tx.lookup(parent, name)?.is_some() {
+                return Ok(None);
+            }
+            let ino = tx.insert_node(&node)?;
+            Self::touch_dir(tx, &dir, node.ctime_ns)?;
+            Ok::<_, EngineError>(Some(ino))
+        })?;
+        self.getattr(ino.ok_or(EngineError::Exists)?)
+    }
+
+    pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], uid: u32, gid: u32) -> Result<NodeView> {
+        check_name(name)?;
+        if target.is_empty() || target.len() > 4096 {
+            return Err(EngineError::Invalid("bad symlink target".into()));
+        }
+        let dir = self.dir(parent)?;
+        let mut node = self.new_node(&dir, name, NodeType::Symlink, 0o777, uid, gid);
+        node.target = Some(target.to_vec());
+        let ino = self.catalog.lock().atomically(|tx| {
+            if tx.lookup(parent, name)?.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(tx.insert_node(&node)?))
+        })?;
+        self.getattr(ino.ok_or(EngineError::Exists)?)
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        self.node(ino)?
+            .target
+            .ok_or_else(|| EngineError::Invalid("not a symlink".into()))
+    }
+
+    /// Creates an empty file at stage 0 and opens it for writing (a writer is registered).
+    pub fn create(&self, parent: u64, name: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(NodeView, File)> {
+        check_name(name)?;
+        let dir = self.dir(parent)?;
+        let node = self.new_node(&dir, name, NodeType::File, mode, uid, gid);
+        let now = self.clock.now();
+        let detected = detect(&String::from_utf8_lossy(name), b"");
+        let mut cat = self.catalog.lock();
+        let tx_result = cat.atomically(|tx| {
+            if tx.lookup(parent, name)?.is_some() {
+                return Ok(None);
+            }
+            let id = tx.insert_node(&node)?;
+            let mut object = ObjectRow {
+                id,
+                tenant: dir.tenant.clone(),
+                stage: 0,
+                kind: detected.kind.as_str().to_string(),
+                format: detected.format.clone(),
+                generation: 1,
+                encoding: Encoding::Plain,
+                size: 0,
+                stored_size: 0,
+                original_size: 0,
+                sha256: hex::encode(Sha256::digest(b"")),
+                lossless: true,
+                heat: 1.0,
+                heat_at: now,
+                last_access_at: now,
+                created_at: now,
+                stage_since: now,
+                next_decay_at: None,
+                progress: 0.0,
+                pinned: false,
+                hold: false,
+                keep_original: None,
+                speed: 1.0,
+                original_gen: None,
+                original_encoding: Encoding::Plain,
+                original_stored_size: 0,
+                restore_until: None,
+                fail_count: 0,
+                deleted_at: None,
+                deleted_path: None,
+                purge_reason: None,
+            };
+            reschedule(&mut object, self.policy(&object.kind));
+            tx.insert_object(&object)?;
+            tx.add_history(
+                id,
+                &HistoryRow {
+                    at: now,
+                    from_stage: 0,
+                    to_stage: 0,
+                    reason: "created".into(),
+                    bytes_before: 0,
+                    bytes_after: 0,
+                },
+            )?;
+            let mut d = dir.clone();
+            d.mtime_ns = node.ctime_ns;
+            d.ctime_ns = node.ctime_ns;
+            tx.update_node(&d)?;
+            // The file is created inside the transaction: a crash before the commit leaves an
+            // unreferenced file that the startup sweep removes.
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(self.store.artifact(id, 1))?;
+            Ok::<_, EngineError>(Some((id, file)))
+        });
+        drop(cat);
+        let (id, file) = tx_result?.ok_or(EngineError::Exists)?;
+        self.opens.lock().entry(id).or_default().writers += 1;
+        crate::store::sync_dir(&self.store.root().join("objects"))?;
+        Ok((self.getattr(id)?, file))
+    }
+
+    /// Opens the artifact of generation `generation` (compared modulo 2^16, as node ids carry it).
+    pub fn open(&self, ino: u64, generation: Option<u64>, write: bool, truncate: bool, opener: Option<&str>) -> Result<OpenedArtifact> {
+        if write {
+            self.opens.lock().entry(ino).or_default().writers += 1;
+        }
+        let result = self.open_registered(ino, generation, write, truncate, opener);
+        let mut opens = self.opens.lock();
+        let entry = opens.entry(ino).or_default();
+        match &result {
+            Ok(_) if !write => entry.readers += 1,
+            Ok(_) if truncate => entry.dirty = true,
+            Ok(_) => {}
+            Err(_) if write => entry.writers -= 1,
+            Err(_) => {}
+        }
+        if entry.readers == 0 && entry.writers == 0 && !entry.dirty {
+            opens.remove(&ino);
+        }
+        result
+    }
+
+    fn open_registered(&self, ino: u64, generation: Option<u64>, write: bool, truncate: bool, opener: Option<&str>) -> Result<OpenedArtifact> {
+        let object = self
+            .catalog
+            .lock()
+            .read()
+            .object(ino)?
+            .filter(|o| o.deleted_at.is_none())
+            .ok_or(EngineError::NoEntry)?;
+        if generation.is_some_and(|g| g & 0xffff != object.generation & 0xffff) {
+            return Err(EngineError::Stale);
+        }
+        let ignored = opener.is_some_and(|c| self.cfg.ignored_processes.iter().any(|p| p == c));
+        if !ignored {
+            self.heat.record(ino, self.clock.now());
+        }
+        if write && object.encoding == Encoding::Chunked {
+            // Writers need plain bytes: decode to a new generation, then have the kernel look
+            // the name up again so the writer opens that generation.
+            self.thaw(&object)?;
+            return Err(EngineError::Stale);
+        }
+        let path = self.store.artifact(object.id, object.generation);
+        match object.encoding {
+            Encoding::Plain => {
+                let file = OpenOptions::new().read(true).write(true).open(&path)?;
+                if truncate {
+                    file.set_len(0)?;
+                }
+                Ok(OpenedArtifact::File(file))
+            }
+            Encoding::Chunked => {
+                let reader = ChunkedReader::open(File::open(&path)?)?;
+                Ok(OpenedArtifact::Chunked(Arc::new(reader)))
+            }
+        }
+    }
+
+    /// The end of one open. The last writer's close makes written data the new original.
+    pub fn release(&self, ino: u64, writable: bool, wrote: bool) {
+        let finalize = {
+            let mut opens = self.opens.lock();
+            let entry = opens.entry(ino).or_insert_with(Opens::default);
+            if writable {
+                entry.writers = entry.writers.saturating_sub(1);
+                entry.dirty |= wrote;
+            } else {
+                entry.readers = entry.readers.saturating_sub(1);
+            }
+            let finalize = writable && entry.writers == 0 && entry.dirty;
+            if finalize {
+                entry.dirty = false;
+            }
+            if entry.readers == 0 && entry.writers == 0 && !entry.dirty {
+                opens.remove(&ino);
+            }
+            finalize
+        };
+        if finalize {
+            if let Err(e) = self.finalize_write(ino) {
+                tracing::error!(object = ino, error = %e, "could not record written content");
+            }
+        }
+    }
+
+    pub fn setattr(&self, ino: u64, set: &SetAttrs) -> Result<NodeView> {
+        let now = self.clock.now_ns();
+        if let Some(size) = set.size {
+            let object = self
+                .catalog
+                .lock()
+                .read()
+                .object(ino)?
+                .filter(|o| o.deleted_at.is_none())
+                .ok_or(EngineError::IsDir)?;
+            let object = if object.encoding == Encoding::Chunked {
+                self.thaw(&object)?
+            } else {
+                object
+            };
+            let file = OpenOptions::new()
+                .write(true)
+                .open(self.store.artifact(object.id, object.generation))?;
+            file.set_len(size)?;
+            file.sync_all()?;
+            let writers = {
+                let mut opens = self.opens.lock();
+                let entry = opens.entry(ino).or_default();
+                entry.dirty = true;
+                entry.writers
+            };
+            if writers == 0 {
+                self.opens.lock().remove(&ino);
+                self.finalize_write(ino)?;
+            }
+        }
+        let mut cat = self.catalog.lock();
+        cat.atomically(|tx| {
+            let Some(mut node) = tx.node(ino)? else {
+                return Ok(());
+            };
+            if let Some(mode) = set.mode {
+                node.mode = mode & 0o7777;
+            }
+            if let Some(uid) = set.uid {
+                node.uid = uid;
+            }
+            if let Some(gid) = set.gid {
+                node.gid = gid;
+            }
+            let at = |t: TimeSet| match t {
+                TimeSet::Now => now,
+                TimeSet::AtNs(ns) => ns,
+            };
+            if let Some(t) = set.atime {
+                node.atime_ns = at(t);
+            }
+            if let Some(t) = set.mtime {
+                node.mtime_ns = at(t);
+            }
+            if set.size.is_some() && set.mtime.is_none() {
+                node.mtime_ns = now;
+            }
+            node.ctime_ns = now;
+            tx.update_node(&node)
+        })?;
+        drop(cat);
+        self.getattr(ino)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let node = self
+            .catalog
+            .lock()
+            .read()
+            .lookup(parent, name)?
+            .ok_or(EngineError::NoEntry)?;
+        if node.node_type == NodeType::Dir {
+            return Err(EngineError::IsDir);
+        }
+        self.remove_node(&node, "unlinked")
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let now = self.clock.now_ns();
+        let mut cat = self.catalog.lock();
+        let node = cat.read().lookup(parent, name)?.ok_or(EngineError::NoEntry)?;
+        if node.node_type != NodeType::Dir {
+            return Err(EngineError::NotDir);
+        }
+        if cat.read().has_children(node.ino)? {
+            return Err(EngineError::NotEmpty);
+        }
+        let dir = cat.read().node(parent)?.ok_or(EngineError::NoEntry)?;
+        cat.atomically(|tx| {
+            tx.delete_node(node.ino)?;
+            let mut d = dir;
+            d.mtime_ns = now;
+            d.ctime_ns = now;
+            tx.update_node(&d)
+        })?;
+        Ok(())
+    }
+
+    /// Removes a file or symlink from the namespace; a file's object becomes a tombstone.
+    fn remove_node(&self, node: &NodeRow, reason: &str) -> Result<()> {
+        let now = self.clock.now();
+        let path = self.path_of(node.ino).unwrap_or_default();
+        let mut cat = self.catalog.lock();
+        let object = cat.read().object(node.ino)?;
+        if object.as_ref().is_some_and(|o| o.hold) {
+            return Err(EngineError::NotPermitted(
+                "the file is under legal hold; lift the hold first".into(),
+            ));
+        }
+        let dir = cat.read().node(node.parent)?;
+        cat.atomically(|tx| {
+            tx.delete_node(node.ino)?;
+            if let Some(mut d) = dir.clone() {
+                d.mtime_ns = now * 1_000_000_000;
+                d.ctime_ns = d.mtime_ns;
+                tx.update_node(&d)?;
+            }
+            if let Some(o) = &object {
+                let mut tomb = o.clone();
+                tomb.deleted_at = Some(now);
+                tomb.deleted_path = Some(path.clone());
+                tomb.purge_reason = Some(reason.to_string());
+                tomb.next_decay_at = None;
+                tomb.restore_until = None;
+                tomb.original_gen = None;
+                tomb.original_stored_size = 0;
+                tx.update_object(&tomb)?;
+                tx.add_history(
+                    o.id,
+                    &HistoryRow {
+                        at: now,
+                        from_stage: o.stage,
+                        to_stage: o.stage,
+                        reason: reason.to_string(),
+                        bytes_before: o.stored_size,
+                        bytes_after: 0,
+                    },
+                )?;
+            }
+            Ok(())
+        })?;
+        drop(cat);
+        if let Some(o) = object {
+            // Open handles keep their file descriptors; the names go now.
+            self.store.remove(&self.store.artifact(o.id, o.generation));
+            if let Some(og) = o.original_gen {
+                self.store.remove(&self.store.original(o.id, og));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], noreplace: bool) -> Result<()> {
+        check_name(new_name)?;
+        let now = self.clock.now_ns();
+        let (node, target) = {
+            let cat = self.catalog.lock();
+            let r = cat.read();
+            let node = r.lookup(parent, name)?.ok_or(EngineError::NoEntry)?;
+            let np = r.node(new_parent)?.ok_or(EngineError::NoEntry)?;
+            if np.node_type != NodeType::Dir {
+                return Err(EngineError::NotDir);
+            }
+            // A directory may not move below itself.
+            if node.node_type == NodeType::Dir {
+                let mut cur = np.clone();
+                loop {
+                    if cur.ino == node.ino {
+                        return Err(EngineError::Invalid("cannot move a directory into itself".into()));
+                    }
+                    if cur.parent == 0 {
+                        break;
+                    }
+                    cur = r.node(cur.parent)?.ok_or(EngineError::NoEntry)?;
+                }
+            }
+            (node, r.lookup(new_parent, new_name)?)
+        };
+        if let Some(t) = &target {
+            if t.ino == node.ino {
+                return Ok(());
+            }
+            if noreplace {
+                return Err(EngineError::Exists);
+            }
+            match (node.node_type == NodeType::Dir, t.node_type == NodeType::Dir) {
+                (true, false) => return Err(EngineError::NotDir),
+                (false, true) => return Err(EngineError::IsDir),
+                (true, true) => {
+                    if self.catalog.lock().read().has_children(t.ino)? {
+                        return Err(EngineError::NotEmpty);
+                    }
+                    self.catalog.lock().atomically(|tx| tx.delete_node(t.ino))?;
+                }
+                (false, false) => self.remove_node(t, "replaced by rename")?,
+            }
+        }
+        let mut cat = self.catalog.lock();
+        cat.atomically(|tx| {
+            let mut moved = node.clone();
+            moved.parent = new_parent;
+            moved.name = new_name.to_vec();
+            moved.ctime_ns = now;
+            tx.update_node(&moved)?;
+            for dir in [parent, new_parent] {
+                if let Some(mut d) = tx.node(dir)? {
+                    d.mtime_ns = now;
+                    d.ctime_ns = now;
+                    tx.update_node(&d)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
+        nix::sys::statvfs::statvfs(self.store.root()).map_err(|e| EngineError::Io(e.into()))
+    }
+}
