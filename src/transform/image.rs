@@ -1,0 +1,218 @@
+//! Images: stage 1 JPEG q60 at full size, stage 2 JPEG q30 with the longest side at most 1024.
+//!
+//! Declared dimensions are checked against [`Limits`] before any pixel is decoded, so a header
+//! claiming 40000x40000 fails fast with `Limit`.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::Path;
+
+use image::codecs::jpeg::JpegEncoder;
+use image::error::ImageError;
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+
+use super::util::ext;
+use super::{Encoding, Input, Limits, Produced, TransformError};
+
+pub const STAGE1_QUALITY: u8 = 60;
+pub const STAGE2_QUALITY: u8 = 30;
+pub const STAGE2_MAX_SIDE: u32 = 1024;
+/// JPEG cannot encode a side longer than this.
+const JPEG_MAX_SIDE: u32 = 65_535;
+
+fn map_err(format: &str, e: ImageError) -> TransformError {
+    match e {
+        ImageError::Limits(l) => TransformError::Limit(format!("image: {l}")),
+        ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            TransformError::decode(format, format!("truncated: {io}"))
+        }
+        other => TransformError::decode(format, other),
+    }
+}
+
+fn format_hint(input: &Input<'_>) -> Option<ImageFormat> {
+    ImageFormat::from_mime_type(input.format).or_else(|| ImageFormat::from_extension(ext(input.name)))
+}
+
+/// Decodes the first frame with limits, EXIF orientation applied.
+pub(crate) fn decode(input: &Input<'_>, limits: &Limits) -> Result<DynamicImage, TransformError> {
+    let f = input.format;
+    let mut reader = ImageReader::new(BufReader::new(File::open(input.path)?))
+        .with_guessed_format()?;
+    if reader.format().is_none() {
+        match format_hint(input) {
+            Some(h) => reader.set_format(h),
+            None => return Err(TransformError::decode(f, "unknown image format")),
+        }
+    }
+    let side = limits.max_image_pixels.min(u32::MAX as u64) as u32;
+    let mut il = image::Limits::default();
+    il.max_alloc = Some(limits.max_alloc_bytes);
+    il.max_image_width = Some(side);
+    il.max_image_height = Some(side);
+    reader.limits(il);
+    let mut decoder = reader.into_decoder().map_err(|e| map_err(f, e))?;
+    let (w, h) = decoder.dimensions();
+    if w == 0 || h == 0 {
+        return Err(TransformError::decode(f, format!("empty image {w}x{h}")));
+    }
+    let pixels = w as u64 * h as u64;
+    if pixels > limits.max_image_pixels {
+        return Err(TransformError::Limit(format!(
+            "image {w}x{h} has {pixels} pixels, limit {}",
+            limits.max_image_pixels
+        )));
+    }
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| map_err(f, e))?;
+    img.apply_orientation(orientation);
+    Ok(img)
+}
+
+/// White background under alpha; 8-bit gray stays gray, everything else becomes 8-bit RGB.
+fn flatten(img: DynamicImage) -> DynamicImage {
+    let blend = |c: u8, a: u8| -> u8 { ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8 };
+    let gray = matches!(
+        img,
+        DynamicImage::ImageLuma8(_)
+            | DynamicImage::ImageLuma16(_)
+            | DynamicImage::ImageLumaA8(_)
+            | DynamicImage::ImageLumaA16(_)
+    );
+    match (gray, img.color().has_alpha()) {
+        (true, false) => DynamicImage::ImageLuma8(img.into_luma8()),
+        (true, true) => {
+            let la = img.into_luma_alpha8();
+            let (w, h) = la.dimensions();
+            let out = image::GrayImage::from_fn(w, h, |x, y| {
+                let p = la.get_pixel(x, y);
+                image::Luma([blend(p[0], p[1])])
+            });
+            DynamicImage::ImageLuma8(out)
+        }
+        (false, false) => DynamicImage::ImageRgb8(img.into_rgb8()),
+        (false, true) => {
+            let rgba = img.into_rgba8();
+            let (w, h) = rgba.dimensions();
+            let out = image::RgbImage::from_fn(w, h, |x, y| {
+                let p = rgba.get_pixel(x, y);
+                image::Rgb([blend(p[0], p[3]), blend(p[1], p[3]), blend(p[2], p[3])])
+            });
+            DynamicImage::ImageRgb8(out)
+        }
+    }
+}
+
+fn encode_jpeg(img: &DynamicImage, quality: u8, out: &Path) -> Result<(), TransformError> {
+    let mut w = BufWriter::new(File::create(out)?);
+    JpegEncoder::new_with_quality(&mut w, quality)
+        .encode_image(img)
+        .map_err(|e| map_err("image/jpeg", e))?;
+    w.flush()?;
+    Ok(())
+}
+
+pub(crate) fn apply(
+    target: u8,
+    input: &Input<'_>,
+    out: &Path,
+    limits: &Limits,
+) -> Result<Produced, TransformError> {
+    let img = flatten(decode(input, limits)?);
+    let (quality, img) = if target >= 2 {
+        let (w, h) = (img.width(), img.height());
+        let img = if w.max(h) > STAGE2_MAX_SIDE {
+            img.resize(STAGE2_MAX_SIDE, STAGE2_MAX_SIDE, FilterType::Triangle)
+        } else {
+            img
+        };
+        (STAGE2_QUALITY, img)
+    } else {
+        (STAGE1_QUALITY, img)
+    };
+    let (w, h) = (img.width(), img.height());
+    if w > JPEG_MAX_SIDE || h > JPEG_MAX_SIDE {
+        return Err(TransformError::Limit(format!("{w}x{h} is too large for JPEG")));
+    }
+    encode_jpeg(&img, quality, out)?;
+    Ok(Produced {
+        format: "image/jpeg".to_string(),
+        encoding: Encoding::Plain,
+        note: format!("jpeg q{quality} {w}x{h}"),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::{apply as run, Kind};
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = 0xFFFF_FFFFu32;
+        for &b in data {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            }
+        }
+        !crc
+    }
+
+    fn chunk(kind: &[u8], body: &[u8]) -> Vec<u8> {
+        let mut c = (body.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(body);
+        let mut crc_in = kind.to_vec();
+        crc_in.extend_from_slice(body);
+        c.extend_from_slice(&crc32(&crc_in).to_be_bytes());
+        c
+    }
+
+    fn run_on(bytes: &[u8], name: &str, format: &str, target: u8) -> Result<Produced, TransformError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let input = Input { path: &p, name, kind: Kind::Image, format, stage: 0 };
+        run(target, &input, &dir.path().join("out"), &Limits::default())
+    }
+
+    #[test]
+    fn huge_declared_png_fails_fast_with_limit() {
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = 40000u32.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&40000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+        png.extend(chunk(b"IEND", &[]));
+        let t = std::time::Instant::now();
+        let r = run_on(&png, "big.png", "image/png", 1);
+        assert!(matches!(r, Err(TransformError::Limit(_))), "{r:?}");
+        assert!(t.elapsed().as_secs() < 2);
+    }
+
+    #[test]
+    fn truncated_and_empty_images_are_errors() {
+        for (f, mime) in [("astronaut.png", "image/png"), ("rocket.jpg", "image/jpeg")] {
+            let data = std::fs::read(format!("/work/shared/corpus/images/{f}")).unwrap();
+            for cut in [0, 8, 100, data.len() / 3] {
+                // A truncated JPEG may still decode (missing scans render gray); either is fine,
+                // as long as nothing panics.
+                let r = run_on(&data[..cut], f, mime, 1);
+                if cut < 200 {
+                    assert!(r.is_err(), "{f} cut at {cut}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn alpha_is_flattened_onto_white() {
+        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(4, 4, image::Rgba([0, 0, 0, 0])));
+        let flat = flatten(img);
+        assert_eq!(flat.as_rgb8().unwrap().get_pixel(0, 0).0, [255, 255, 255]);
+        let gray = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(2, 2, image::Luma([65535u16])));
+        assert!(matches!(flatten(gray), DynamicImage::ImageLuma8(_)));
+    }
+}

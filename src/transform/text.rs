@@ -1,0 +1,1019 @@
+//! Text summaries that stay valid for their type: JSON shape (valid JSON), log digest (log
+//! lines), Markdown outline, plain-text extract. Input is streamed and read lossily; at most
+//! `max_text_scan_bytes` of it is looked at.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::{json, Map, Value};
+
+use super::detect::MIME_LOG;
+use super::util::{clip, clip_ellipsis, ext, file_len, fit_lines, squash_ws, write_out, LineReader};
+use super::{Encoding, Input, Limits, Produced, TransformError};
+
+/// Stage-1 budget for plain text and Markdown summaries.
+pub const STAGE1_BUDGET: usize = 4096;
+/// Stage-1 budget for JSON shapes and log digests, which carry more structure.
+pub const STAGE1_STRUCT_BUDGET: usize = 16 * 1024;
+/// Every stage-2 text is at most this long.
+pub const STAGE2_BUDGET: usize = 2048;
+const LOG_HEADER: &str = "# log summary";
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Sub {
+    Json,
+    Log,
+    Markdown,
+    Plain,
+}
+
+fn sub_type(input: &Input<'_>) -> Sub {
+    let e = ext(input.name);
+    match input.format {
+        "application/json" => return Sub::Json,
+        "text/markdown" => return Sub::Markdown,
+        MIME_LOG => return Sub::Log,
+        _ => {}
+    }
+    match e.as_str() {
+        "json" if input.stage == 0 => Sub::Json,
+        "md" | "markdown" => Sub::Markdown,
+        "log" => Sub::Log,
+        _ => Sub::Plain,
+    }
+}
+
+fn starts_with_log_header(path: &Path) -> bool {
+    let mut head = [0u8; LOG_HEADER.len()];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .map(|_| head == LOG_HEADER.as_bytes())
+        .unwrap_or(false)
+}
+
+pub(crate) fn apply(
+    target: u8,
+    input: &Input<'_>,
+    out: &Path,
+    limits: &Limits,
+) -> Result<Produced, TransformError> {
+    let input_len = file_len(input.path)?;
+    let mut sub = sub_type(input);
+    if input.stage >= 1 && sub == Sub::Plain && starts_with_log_header(input.path) {
+        sub = Sub::Log;
+    }
+    // Keep summaries strictly smaller than inputs that are more than a few hundred bytes.
+    let cap = |budget: usize| -> usize {
+        if input_len > 256 {
+            budget.min((input_len as usize).saturating_mul(3) / 4)
+        } else {
+            budget
+        }
+    };
+    let stage1_budget = match sub {
+        Sub::Json | Sub::Log => STAGE1_STRUCT_BUDGET,
+        _ => STAGE1_BUDGET,
+    };
+    let budget = cap(if target >= 2 { STAGE2_BUDGET } else { stage1_budget });
+    let (bytes, format, note) = match sub {
+        Sub::Json => {
+            let v = if input.stage >= 1 {
+                read_summary_json(input.path, limits)?
+            } else {
+                json_shape(input, limits)?
+            };
+            let (s, pruned) = prune_to_fit(&v, budget, target == 1);
+            let note = format!("json shape{}", if pruned { " (pruned)" } else { "" });
+            (s.into_bytes(), "application/json", note)
+        }
+        Sub::Log => {
+            let s = if input.stage >= 1 {
+                let (data, _) = super::util::read_bounded(input.path, limits.max_text_scan_bytes)?;
+                String::from_utf8_lossy(&data).into_owned()
+            } else {
+                log_summary(input, limits)?
+            };
+            (fit_lines(&s, budget).into_bytes(), "text/plain", "log digest".to_string())
+        }
+        Sub::Markdown => {
+            let s = markdown_summary(input.path, limits, budget)?;
+            (s.into_bytes(), "text/markdown", "markdown outline".to_string())
+        }
+        Sub::Plain => {
+            let s = plain_summary(input.path, input.name, limits, budget)?;
+            (s.into_bytes(), "text/plain", "text extract".to_string())
+        }
+    };
+    write_out(out, &bytes)?;
+    Ok(Produced {
+        format: format.to_string(),
+        encoding: Encoding::Plain,
+        note: format!("{note}, {} -> {} bytes", input_len, bytes.len()),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+/// Everything seen at one position of the document (all array elements share one node).
+#[derive(Default)]
+struct Node {
+    count: u64,
+    nulls: u64,
+    trues: u64,
+    falses: u64,
+    ints: u64,
+    floats: u64,
+    min: f64,
+    max: f64,
+    sum: f64,
+    strings: u64,
+    samples: Vec<String>,
+    max_len: usize,
+    arrays: u64,
+    len_min: u64,
+    len_max: u64,
+    elem: Option<Box<Node>>,
+    objects: u64,
+    keys: Vec<(String, Node)>,
+    other_keys: u64,
+}
+
+const MAX_KEYS: usize = 64;
+const MAX_NODES: usize = 4096;
+const SAMPLES: usize = 3;
+const DEPTH_MSG: &str = "json nesting deeper than";
+
+struct Ctx {
+    nodes: usize,
+    max_depth: usize,
+}
+
+struct Seed<'a> {
+    node: &'a mut Node,
+    ctx: &'a mut Ctx,
+    depth: usize,
+}
+
+impl Node {
+    fn number(&mut self, x: f64, int: bool) {
+        if self.ints + self.floats == 0 {
+            self.min = x;
+            self.max = x;
+        }
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+        self.sum += x;
+        if int {
+            self.ints += 1;
+        } else {
+            self.floats += 1;
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+        self.node.count += 1;
+        if v {
+            self.node.trues += 1;
+        } else {
+            self.node.falses += 1;
+        }
+        Ok(())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+        self.node.count += 1;
+        self.node.number(v as f64, true);
+        Ok(())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+        self.node.count += 1;
+        self.node.number(v as f64, true);
+        Ok(())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+        self.node.count += 1;
+        self.node.number(v, false);
+        Ok(())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+        let n = &mut *self.node;
+        n.count += 1;
+        n.strings += 1;
+        n.max_len = n.max_len.max(v.chars().count());
+        if n.samples.len() < SAMPLES && !n.samples.iter().any(|s| s == v) {
+            n.samples.push(clip_ellipsis(v, 60));
+        }
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        self.node.count += 1;
+        self.node.nulls += 1;
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        self.node.count += 1;
+        self.node.nulls += 1;
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if self.depth >= self.ctx.max_depth {
+            return Err(A::Error::custom(format!("{DEPTH_MSG} {}", self.ctx.max_depth)));
+        }
+        let ctx = self.ctx;
+        let node = self.node;
+        if node.elem.is_none() && ctx.nodes < MAX_NODES {
+            ctx.nodes += 1;
+            node.elem = Some(Box::default());
+        }
+        let mut len = 0u64;
+        loop {
+            let more = match node.elem.as_deref_mut() {
+                Some(elem) => seq
+                    .next_element_seed(Seed { node: elem, ctx: &mut *ctx, depth: self.depth + 1 })?
+                    .is_some(),
+                None => seq.next_element::<IgnoredAny>()?.is_some(),
+            };
+            if !more {
+                break;
+            }
+            len += 1;
+        }
+        if node.arrays == 0 {
+            node.len_min = len;
+            node.len_max = len;
+        }
+        node.len_min = node.len_min.min(len);
+        node.len_max = node.len_max.max(len);
+        node.arrays += 1;
+        node.count += 1;
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        if self.depth >= self.ctx.max_depth {
+            return Err(A::Error::custom(format!("{DEPTH_MSG} {}", self.ctx.max_depth)));
+        }
+        let ctx = self.ctx;
+        let node = self.node;
+        while let Some(key) = map.next_key::<String>()? {
+            let pos = node.keys.iter().position(|(k, _)| *k == key);
+            let pos = match pos {
+                Some(p) => Some(p),
+                None if node.keys.len() < MAX_KEYS && ctx.nodes < MAX_NODES => {
+                    ctx.nodes += 1;
+                    node.keys.push((key, Node::default()));
+                    Some(node.keys.len() - 1)
+                }
+                None => None,
+            };
+            match pos {
+                Some(p) => map.next_value_seed(Seed {
+                    node: &mut node.keys[p].1,
+                    ctx: &mut *ctx,
+                    depth: self.depth + 1,
+                })?,
+                None => {
+                    node.other_keys += 1;
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        node.objects += 1;
+        node.count += 1;
+        Ok(())
+    }
+}
+
+fn round(x: f64) -> Value {
+    if x.is_finite() && x.fract() == 0.0 && x.abs() < 9.0e15 {
+        json!(x as i64)
+    } else {
+        let r = (x * 1000.0).round() / 1000.0;
+        serde_json::Number::from_f64(r).map(Value::Number).unwrap_or(Value::Null)
+    }
+}
+
+fn node_value(n: &Node) -> Value {
+    let mut types = Vec::new();
+    let mut m = Map::new();
+    if n.objects > 0 {
+        types.push("object");
+    }
+    if n.arrays > 0 {
+        types.push("array");
+    }
+    if n.strings > 0 {
+        types.push("string");
+    }
+    if n.ints > 0 && n.floats == 0 {
+        types.push("integer");
+    } else if n.ints + n.floats > 0 {
+        types.push("number");
+    }
+    if n.trues + n.falses > 0 {
+        types.push("boolean");
+    }
+    if n.nulls > 0 {
+        types.push("null");
+    }
+    m.insert(
+        "type".into(),
+        if types.len() == 1 { json!(types[0]) } else { json!(types) },
+    );
+    if n.count > 1 {
+        m.insert("count".into(), json!(n.count));
+    }
+    if n.nulls > 0 && types.len() > 1 {
+        m.insert("nulls".into(), json!(n.nulls));
+    }
+    if n.ints + n.floats > 0 {
+        m.insert("min".into(), round(n.min));
+        m.insert("max".into(), round(n.max));
+        if n.ints + n.floats > 1 {
+            m.insert("mean".into(), round(n.sum / (n.ints + n.floats) as f64));
+        }
+    }
+    if n.trues + n.falses > 0 && n.count > 1 {
+        m.insert("true".into(), json!(n.trues));
+        m.insert("false".into(), json!(n.falses));
+    }
+    if n.strings > 0 {
+        m.insert("samples".into(), json!(n.samples));
+        m.insert("max_length".into(), json!(n.max_len));
+    }
+    if n.arrays > 0 {
+        if n.len_min == n.len_max {
+            m.insert("length".into(), json!(n.len_min));
+        } else {
+            m.insert("length".into(), json!({"min": n.len_min, "max": n.len_max}));
+        }
+        if let Some(e) = n.elem.as_deref().filter(|e| e.count > 0) {
+            m.insert("items".into(), node_value(e));
+        }
+    }
+    if n.objects > 0 {
+        let keys: Map<String, Value> = n.keys.iter().map(|(k, v)| (k.clone(), node_value(v))).collect();
+        m.insert("keys".into(), Value::Object(keys));
+        if n.other_keys > 0 {
+            m.insert("other_keys".into(), json!(n.other_keys));
+        }
+    }
+    Value::Object(m)
+}
+
+fn json_err(e: &serde_json::Error, limits: &Limits) -> Option<TransformError> {
+    let msg = e.to_string();
+    if msg.contains(DEPTH_MSG) || msg.contains("recursion limit exceeded") {
+        Some(TransformError::Limit(format!(
+            "json nesting deeper than {}",
+            limits.max_json_depth.min(128)
+        )))
+    } else if e.is_io() {
+        Some(TransformError::Io(std::io::Error::other(msg)))
+    } else {
+        None
+    }
+}
+
+/// The shape document of a JSON file; invalid or over-long JSON gives a JSON fallback that
+/// says why and shows the opening; nesting past the depth limit is a `Limit` error.
+fn json_shape(input: &Input<'_>, limits: &Limits) -> Result<Value, TransformError> {
+    let size = file_len(input.path)?;
+    let reader = BufReader::new(File::open(input.path)?.take(limits.max_text_scan_bytes));
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let mut root = Node::default();
+    let mut ctx = Ctx { nodes: 1, max_depth: limits.max_json_depth };
+    let parsed = Seed { node: &mut root, ctx: &mut ctx, depth: 0 }.deserialize(&mut de);
+    let parsed = parsed.and_then(|_| de.end());
+    match parsed {
+        Ok(()) => Ok(json!({
+            "summary": "json shape",
+            "source": input.name,
+            "bytes": size,
+            "shape": node_value(&root),
+        })),
+        Err(e) => {
+            if let Some(err) = json_err(&e, limits) {
+                return Err(err);
+            }
+            let (head, _) = super::util::read_bounded(input.path, 1024)?;
+            let reason = if size > limits.max_text_scan_bytes {
+                format!("larger than the scan limit of {} bytes", limits.max_text_scan_bytes)
+            } else {
+                format!("invalid json: {e}")
+            };
+            Ok(json!({
+                "summary": "json shape unavailable",
+                "source": input.name,
+                "bytes": size,
+                "reason": reason,
+                "opening": String::from_utf8_lossy(&head),
+            }))
+        }
+    }
+}
+
+/// A stage-1 JSON summary read back for compaction.
+fn read_summary_json(path: &Path, limits: &Limits) -> Result<Value, TransformError> {
+    let (data, _) = super::util::read_bounded(path, limits.max_text_scan_bytes)?;
+    match serde_json::from_slice::<Value>(&data) {
+        Ok(v) => Ok(v),
+        Err(e) => match json_err(&e, limits) {
+            Some(err) => Err(err),
+            None => Ok(json!({
+                "summary": "json summary unreadable",
+                "opening": String::from_utf8_lossy(clip_bytes(&data, 512)),
+            })),
+        },
+    }
+}
+
+fn clip_bytes(b: &[u8], n: usize) -> &[u8] {
+    &b[..b.len().min(n)]
+}
+
+struct Prune {
+    depth: usize,
+    keys: usize,
+    items: usize,
+    chars: usize,
+}
+
+fn prune(v: &Value, p: &Prune, depth: usize) -> Value {
+    match v {
+        Value::Object(m) => {
+            if depth >= p.depth {
+                return json!(format!("{{{} keys}}", m.len()));
+            }
+            let mut out: Map<String, Value> = m
+                .iter()
+                .take(p.keys)
+                .map(|(k, v)| (clip(k, p.chars).to_string(), prune(v, p, depth + 1)))
+                .collect();
+            if m.len() > p.keys {
+                out.insert("...".into(), json!(format!("{} more keys", m.len() - p.keys)));
+            }
+            Value::Object(out)
+        }
+        Value::Array(a) => {
+            if depth >= p.depth {
+                return json!(format!("[{} items]", a.len()));
+            }
+            let mut out: Vec<Value> = a.iter().take(p.items).map(|v| prune(v, p, depth + 1)).collect();
+            if a.len() > p.items {
+                out.push(json!(format!("... {} more", a.len() - p.items)));
+            }
+            Value::Array(out)
+        }
+        Value::String(s) => json!(clip_ellipsis(s, p.chars)),
+        other => other.clone(),
+    }
+}
+
+/// Serializes `v`, pruning harder until it fits `budget`. The flag says whether anything was cut.
+fn prune_to_fit(v: &Value, budget: usize, pretty: bool) -> (String, bool) {
+    let ser = |v: &Value| {
+        if pretty {
+            serde_json::to_string_pretty(v).unwrap_or_default()
+        } else {
+            serde_json::to_string(v).unwrap_or_default()
+        }
+    };
+    let full = ser(v);
+    if full.len() <= budget {
+        return (full, false);
+    }
+    let steps = [
+        (16, 64, 32, 120),
+        (12, 32, 8, 80),
+        (10, 16, 4, 60),
+        (8, 12, 3, 40),
+        (6, 8, 2, 30),
+        (5, 6, 1, 24),
+        (4, 4, 1, 16),
+        (3, 3, 1, 12),
+        (2, 3, 0, 12),
+        (1, 2, 0, 8),
+    ];
+    for (depth, keys, items, chars) in steps {
+        let p = Prune { depth, keys, items, chars };
+        let s = serde_json::to_string(&prune(v, &p, 0)).unwrap_or_default();
+        if s.len() <= budget {
+            return (s, true);
+        }
+    }
+    (r#"{"summary":"json shape","pruned":true}"#.to_string(), true)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logs
+
+/// The timestamp a log line starts with ("2026-03-01T00:00:00.034000", "[2026-03-01 10:00:00]"),
+/// if any.
+pub(crate) fn log_timestamp(line: &str) -> Option<&str> {
+    let s = line.trim_start_matches('[');
+    let b = s.as_bytes();
+    let digit = |i: usize| b.get(i).is_some_and(|c| c.is_ascii_digit());
+    let at = |i: usize, c: u8| b.get(i) == Some(&c);
+    let date = (0..4).all(digit) && at(4, b'-') && digit(5) && digit(6) && at(7, b'-') && digit(8) && digit(9);
+    if !date {
+        return None;
+    }
+    let time = (at(10, b'T') || at(10, b' ')) && digit(11) && digit(12) && at(13, b':') && digit(14) && digit(15);
+    let mut end = if time { 16 } else { 10 };
+    while end < b.len() && (b[end].is_ascii_digit() || matches!(b[end], b':' | b'.' | b',' | b'Z' | b'+' | b'-')) {
+        end += 1;
+    }
+    Some(&s[..end])
+}
+
+const LEVELS: [&str; 7] = ["FATAL", "CRITICAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
+
+/// The level word of a log line, looked for among its first tokens.
+pub(crate) fn log_level(line: &str) -> Option<&'static str> {
+    log_level_at(line).map(|(l, _)| l)
+}
+
+/// The level and the byte offset just past its token.
+fn log_level_at(line: &str) -> Option<(&'static str, usize)> {
+    let mut pos = 0;
+    for (n, tok) in line.split(' ').enumerate() {
+        if n > 6 {
+            break;
+        }
+        let word = tok.trim_matches(|c: char| matches!(c, '[' | ']' | ':' | '<' | '>' | '(' | ')'));
+        let upper = word.to_ascii_uppercase();
+        let level = match upper.as_str() {
+            "WARNING" => Some("WARN"),
+            "ERR" => Some("ERROR"),
+            u => LEVELS.iter().find(|l| **l == u).copied(),
+        };
+        if let Some(l) = level {
+            return Some((l, pos + tok.len()));
+        }
+        pos += tok.len() + 1;
+    }
+    None
+}
+
+/// Masks numbers and hex ids: "worker-8 took 664ms id=0x1f3a" -> "worker-# took #ms id=#".
+pub(crate) fn mask_ids(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_alphanumeric() {
+            out.push(chars[i]);
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_alphanumeric() {
+            i += 1;
+        }
+        let run: String = chars[start..i].iter().collect();
+        let has_digit = run.bytes().any(|b| b.is_ascii_digit());
+        let hex_id = has_digit
+            && (run.starts_with("0x") || (run.len() >= 8 && run.bytes().all(|b| b.is_ascii_hexdigit())));
+        if hex_id {
+            out.push('#');
+            continue;
+        }
+        let mut in_digits = false;
+        for c in run.chars() {
+            if c.is_ascii_digit() {
+                if !in_digits {
+                    out.push('#');
+                }
+                in_digits = true;
+            } else {
+                out.push(c);
+                in_digits = false;
+            }
+        }
+    }
+    out
+}
+
+/// The masked message of an ERROR/WARN line: everything after the level token.
+pub(crate) fn log_message(line: &str) -> Option<(&'static str, String)> {
+    let (level, end) = log_level_at(line)?;
+    if !matches!(level, "ERROR" | "WARN" | "FATAL" | "CRITICAL") {
+        return None;
+    }
+    let msg = clip(line[end..].trim(), 400);
+    Some((level, mask_ids(msg)))
+}
+
+const MAX_DISTINCT: usize = 10_000;
+
+fn log_summary(input: &Input<'_>, limits: &Limits) -> Result<String, TransformError> {
+    let mut r = LineReader::open(input.path, limits.max_text_scan_bytes)?;
+    let mut first: Vec<String> = Vec::new();
+    let mut last: VecDeque<String> = VecDeque::new();
+    let mut levels: HashMap<&'static str, u64> = HashMap::new();
+    let mut distinct: HashMap<(&'static str, String), (u64, u64)> = HashMap::new();
+    let mut dropped_distinct = 0u64;
+    let (mut t_first, mut t_last): (Option<String>, Option<String>) = (None, None);
+    while let Some(line) = r.next_line()? {
+        let n = r.lines;
+        if let Some(ts) = log_timestamp(&line) {
+            if t_first.is_none() {
+                t_first = Some(ts.to_string());
+            }
+            t_last = Some(ts.to_string());
+        }
+        if let Some(l) = log_level(&line) {
+            *levels.entry(l).or_default() += 1;
+        }
+        if let Some((level, msg)) = log_message(&line) {
+            let full = distinct.len() >= MAX_DISTINCT;
+            match distinct.get_mut(&(level, msg.clone())) {
+                Some(e) => e.0 += 1,
+                None if !full => {
+                    distinct.insert((level, msg), (1, n));
+                }
+                None => dropped_distinct += 1,
+            }
+        }
+        let kept = clip_ellipsis(&line, 300);
+        if first.len() < 5 {
+            first.push(kept);
+        } else {
+            last.push_back(kept);
+            if last.len() > 5 {
+                last.pop_front();
+            }
+        }
+    }
+    let mut s = String::new();
+    let _ = write!(s, "{LEHDR}: {}: {} lines", input.name, r.lines, LEHDR = LOG_HEADER);
+    if let (Some(a), Some(b)) = (&t_first, &t_last) {
+        let _ = write!(s, ", from {a} to {b}");
+    }
+    if r.truncated {
+        let _ = write!(s, " (first {} bytes scanned)", r.bytes_read());
+    }
+    s.push('\n');
+    let mut lv: Vec<_> = levels.into_iter().collect();
+    lv.sort_by_key(|(l, _)| LEVELS.iter().position(|x| x == l));
+    let lv: Vec<String> = lv.iter().map(|(l, c)| format!("{l}={c}")).collect();
+    let _ = writeln!(s, "# levels: {}", if lv.is_empty() { "none found".into() } else { lv.join(" ") });
+    let mut d: Vec<_> = distinct.into_iter().collect();
+    d.sort_by(|a, b| {
+        let rank = |l: &str| LEVELS.iter().position(|x| *x == l);
+        rank(a.0 .0)
+            .cmp(&rank(b.0 .0))
+            .then(b.1 .0.cmp(&a.1 .0))
+            .then(a.1 .1.cmp(&b.1 .1))
+    });
+    if !d.is_empty() {
+        let _ = writeln!(s, "# {} distinct error/warning messages (ids masked as #), most frequent first", d.len());
+        for ((level, msg), (count, _)) in &d {
+            let _ = writeln!(s, "{level:<5} (x{count}) {msg}");
+        }
+        if dropped_distinct > 0 {
+            let _ = writeln!(s, "# {dropped_distinct} more lines with further distinct messages");
+        }
+    }
+    let _ = writeln!(s, "# first {} lines", first.len());
+    for l in &first {
+        let _ = writeln!(s, "{l}");
+    }
+    if !last.is_empty() {
+        let _ = writeln!(s, "# last {} lines", last.len());
+        for l in &last {
+            let _ = writeln!(s, "{l}");
+        }
+    }
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Markdown
+
+fn heading_level(line: &str) -> Option<usize> {
+    let t = line.trim_start();
+    if line.len() - t.len() > 3 {
+        return None;
+    }
+    let hashes = t.bytes().take_while(|&b| b == b'#').count();
+    if (1..=6).contains(&hashes) && (t.len() == hashes || t.as_bytes()[hashes] == b' ') {
+        Some(hashes)
+    } else {
+        None
+    }
+}
+
+const MAX_SECTIONS: usize = 2000;
+
+fn markdown_summary(path: &Path, limits: &Limits, budget: usize) -> Result<String, TransformError> {
+    let mut r = LineReader::open(path, limits.max_text_scan_bytes)?;
+    // (heading line, first paragraph)
+    let mut sections: Vec<(Option<String>, String)> = vec![(None, String::new())];
+    let mut fence: Option<String> = None;
+    let mut para_done = false;
+    let mut extra_headings = 0u64;
+    while let Some(line) = r.next_line()? {
+        let t = line.trim_start();
+        if let Some(f) = &fence {
+            if t.starts_with(f.as_str()) {
+                fence = None;
+            }
+            continue;
+        }
+        if t.starts_with("```") || t.starts_with("~~~") {
+            fence = Some(t[..3].to_string());
+            para_done |= !sections.last().is_some_and(|s| s.1.is_empty());
+            continue;
+        }
+        if heading_level(&line).is_some() {
+            if sections.len() >= MAX_SECTIONS {
+                extra_headings += 1;
+                para_done = true;
+                continue;
+            }
+            sections.push((Some(clip_ellipsis(t.trim_end(), 200)), String::new()));
+            para_done = false;
+            continue;
+        }
+        let cur = &mut sections.last_mut().expect("sections is never empty").1;
+        if t.trim().is_empty() {
+            para_done |= !cur.is_empty();
+            continue;
+        }
+        if !para_done && cur.len() < 600 {
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(clip(t.trim_end(), 600 - cur.len().min(600)));
+        }
+    }
+    for para_chars in [400usize, 200, 100, 0] {
+        let mut s = String::new();
+        for (h, p) in &sections {
+            if let Some(h) = h {
+                let _ = writeln!(s, "{h}");
+                if para_chars == 0 {
+                    continue;
+                }
+            }
+            if !p.is_empty() && para_chars > 0 {
+                let _ = writeln!(s, "\n{}\n", clip_ellipsis(p, para_chars));
+            }
+        }
+        if extra_headings > 0 {
+            let _ = writeln!(s, "\n<!-- {extra_headings} more headings -->");
+        }
+        if s.len() <= budget {
+            return Ok(s);
+        }
+        if para_chars == 0 {
+            return Ok(fit_lines(&s, budget));
+        }
+    }
+    Ok(String::new())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plain text
+
+const STOP: &[&str] = &[
+    "the", "and", "for", "that", "this", "with", "are", "was", "not", "but", "have", "from", "you",
+    "any", "all", "can", "will", "has", "its", "our", "their", "they", "been", "which", "such",
+    "these", "those", "into", "than", "then", "there", "other", "shall", "may",
+];
+
+fn distinct_terms(s: &str) -> usize {
+    let mut seen = HashSet::new();
+    for w in s.split(|c: char| !c.is_alphanumeric()) {
+        if w.chars().count() >= 3 {
+            let w = w.to_lowercase();
+            if !STOP.contains(&w.as_str()) {
+                seen.insert(w);
+            }
+        }
+    }
+    seen.len()
+}
+
+struct Sentences {
+    opening: Vec<String>,
+    opening_len: usize,
+    opening_budget: usize,
+    closing: VecDeque<(u64, String)>,
+    closing_len: usize,
+    closing_budget: usize,
+    top: BinaryHeap<Reverse<(usize, Reverse<u64>, String)>>,
+    top_n: usize,
+    count: u64,
+}
+
+impl Sentences {
+    fn push(&mut self, raw: &str) {
+        let s = clip_ellipsis(&squash_ws(raw), 400);
+        if s.is_empty() {
+            return;
+        }
+        self.count += 1;
+        let idx = self.count;
+        if self.opening_len + s.len() <= self.opening_budget || self.opening.is_empty() {
+            self.opening_len += s.len() + 1;
+            self.opening.push(s);
+            return;
+        }
+        self.closing_len += s.len() + 1;
+        self.closing.push_back((idx, s));
+        while self.closing_len > self.closing_budget && self.closing.len() > 1 {
+            let (i, old) = self.closing.pop_front().expect("closing has more than one");
+            self.closing_len -= old.len() + 1;
+            self.top.push(Reverse((distinct_terms(&old), Reverse(i), old)));
+            if self.top.len() > self.top_n {
+                self.top.pop();
+            }
+        }
+    }
+}
+
+fn plain_summary(path: &Path, name: &str, limits: &Limits, budget: usize) -> Result<String, TransformError> {
+    let mut r = LineReader::open(path, limits.max_text_scan_bytes)?;
+    let mut st = Sentences {
+        opening: Vec::new(),
+        opening_len: 0,
+        opening_budget: budget / 5,
+        closing: VecDeque::new(),
+        closing_len: 0,
+        closing_budget: budget / 8,
+        top: BinaryHeap::new(),
+        top_n: 64,
+        count: 0,
+    };
+    let mut cur = String::new();
+    while let Some(line) = r.next_line()? {
+        if line.trim().is_empty() {
+            st.push(&cur);
+            cur.clear();
+            continue;
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(&line);
+        // Split complete sentences off the buffer.
+        loop {
+            let cut = cur
+                .char_indices()
+                .find(|&(i, c)| {
+                    matches!(c, '.' | '!' | '?')
+                        && cur[i + 1..].starts_with(' ')
+                        && i > 20
+                })
+                .map(|(i, _)| i + 1);
+            match cut {
+                Some(i) => {
+                    let rest = cur[i..].to_string();
+                    st.push(&cur[..i]);
+                    cur = rest;
+                }
+                None => break,
+            }
+            if cur.len() > 4000 {
+                break;
+            }
+        }
+        if cur.len() > 2000 {
+            st.push(&cur);
+            cur.clear();
+        }
+    }
+    st.push(&cur);
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "[summary of {}: {} lines, {} sentences{}]",
+        clip(name, 200),
+        r.lines,
+        st.count,
+        if r.truncated { ", scan limit reached" } else { "" }
+    );
+    let _ = writeln!(s, "[opening]");
+    for o in &st.opening {
+        let _ = writeln!(s, "{o}");
+    }
+    let mut closing = String::new();
+    if !st.closing.is_empty() {
+        let _ = writeln!(closing, "[closing]");
+        for (_, c) in &st.closing {
+            let _ = writeln!(closing, "{c}");
+        }
+    }
+    let mut key: Vec<(usize, u64, String)> = st.top.into_iter().map(|Reverse((sc, Reverse(i), t))| (sc, i, t)).collect();
+    key.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let room = budget.saturating_sub(s.len() + closing.len() + 20);
+    let mut chosen = Vec::new();
+    let mut used = 0;
+    for (_, i, t) in key {
+        if used + t.len() + 1 <= room {
+            used += t.len() + 1;
+            chosen.push((i, t));
+        }
+    }
+    chosen.sort();
+    if !chosen.is_empty() {
+        let _ = writeln!(s, "[key sentences]");
+        for (_, t) in &chosen {
+            let _ = writeln!(s, "{t}");
+        }
+    }
+    s.push_str(&closing);
+    Ok(fit_lines(&s, budget))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::{apply as run, Kind};
+
+    fn run_on(bytes: &[u8], name: &str, format: &str, target: u8) -> Result<(Produced, Vec<u8>), TransformError> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let out = dir.path().join("out");
+        let input = Input { path: &p, name, kind: Kind::Text, format, stage: 0 };
+        let prod = run(target, &input, &out, &Limits::default())?;
+        Ok((prod, std::fs::read(&out).unwrap()))
+    }
+
+    #[test]
+    fn masks_ids() {
+        assert_eq!(mask_ids("[worker-8] took 664ms id=0x1f3a v1"), "[worker-#] took #ms id=# v#");
+        assert_eq!(mask_ids("req deadbeef42 host=10.0.0.1"), "req # host=#.#.#.#");
+    }
+
+    #[test]
+    fn deep_json_is_limit_error_quickly() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        let t = std::time::Instant::now();
+        let r = run_on(deep.as_bytes(), "deep.json", "application/json", 1);
+        assert!(matches!(r, Err(TransformError::Limit(_))), "{:?}", r.map(|x| x.0));
+        let deep = "{\"a\":".repeat(100_000);
+        assert!(run_on(deep.as_bytes(), "deep.json", "application/json", 2).is_err());
+        assert!(t.elapsed().as_secs() < 5);
+    }
+
+    #[test]
+    fn invalid_json_and_utf8_fall_back() {
+        let (p, out) = run_on(b"{\"a\": [1, 2,", "bad.json", "application/json", 1).unwrap();
+        assert_eq!(p.format, "application/json");
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert!(v["reason"].as_str().unwrap().contains("invalid"));
+        let mut junk = b"caf\xe9 au lait. ".repeat(500);
+        junk.extend_from_slice(b"\xff\xfe end.");
+        let (_, out) = run_on(&junk, "j.txt", "text/plain", 1).unwrap();
+        assert!(out.len() < junk.len());
+        assert!(String::from_utf8(out).is_ok());
+    }
+
+    #[test]
+    fn empty_text_files() {
+        for (name, f) in [("e.json", "application/json"), ("e.log", MIME_LOG), ("e.md", "text/markdown"), ("e.txt", "text/plain")] {
+            for t in [1, 2] {
+                let r = run_on(b"", name, f, t);
+                if let Ok((p, out)) = r {
+                    if p.format == "application/json" {
+                        serde_json::from_slice::<Value>(&out).unwrap();
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn json_shape_counts_and_types() {
+        let doc = br#"{"items":[{"id":1,"n":"a"},{"id":2,"n":"b","x":null}],"ok":true}"#;
+        let (_, out) = run_on(doc, "s.json", "application/json", 1).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let items = &v["shape"]["keys"]["items"];
+        assert_eq!(items["length"], 2);
+        assert_eq!(items["items"]["keys"]["id"]["type"], "integer");
+        assert_eq!(items["items"]["keys"]["id"]["max"], 2);
+    }
+}

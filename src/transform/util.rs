@@ -1,0 +1,157 @@
+//! Small helpers shared by the transforms.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use super::TransformError;
+
+/// Longest line kept by [`LineReader`]; the rest of an overlong line is skipped, not buffered.
+pub(crate) const MAX_LINE: usize = 64 * 1024;
+
+/// Lower-case extension of a file name, without the dot ("" when none).
+pub(crate) fn ext(name: &str) -> String {
+    match name.rsplit_once('.') {
+        Some((stem, e)) if !stem.is_empty() || name.starts_with('.') => e.to_ascii_lowercase(),
+        _ => String::new(),
+    }
+}
+
+/// Reads a file line by line, lossily decoding UTF-8, never more than `limit` bytes in total
+/// and never more than [`MAX_LINE`] bytes of one line in memory.
+pub(crate) struct LineReader {
+    inner: BufReader<File>,
+    limit: u64,
+    consumed: u64,
+    /// True when reading stopped at `limit` before the end of the file.
+    pub truncated: bool,
+    pub lines: u64,
+    buf: Vec<u8>,
+}
+
+impl LineReader {
+    pub fn open(path: &Path, limit: u64) -> std::io::Result<Self> {
+        Ok(LineReader {
+            inner: BufReader::with_capacity(64 * 1024, File::open(path)?),
+            limit,
+            consumed: 0,
+            truncated: false,
+            lines: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.consumed
+    }
+
+    /// The next line without its line ending, or None at the end (or at the limit).
+    pub fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        self.buf.clear();
+        let mut any = false;
+        loop {
+            if self.consumed >= self.limit {
+                if !any {
+                    if !self.inner.fill_buf()?.is_empty() {
+                        self.truncated = true;
+                    }
+                    return Ok(None);
+                }
+                break;
+            }
+            let avail = self.inner.fill_buf()?;
+            if avail.is_empty() {
+                if !any {
+                    return Ok(None);
+                }
+                break;
+            }
+            any = true;
+            let room = (self.limit - self.consumed).min(avail.len() as u64) as usize;
+            let avail = &avail[..room];
+            let (take, done) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (avail.len(), false),
+            };
+            let keep = take.min(MAX_LINE.saturating_sub(self.buf.len()));
+            self.buf.extend_from_slice(&avail[..keep]);
+            self.inner.consume(take);
+            self.consumed += take as u64;
+            if done {
+                break;
+            }
+        }
+        while matches!(self.buf.last(), Some(b'\n') | Some(b'\r')) {
+            self.buf.pop();
+        }
+        self.lines += 1;
+        Ok(Some(String::from_utf8_lossy(&self.buf).into_owned()))
+    }
+}
+
+/// Reads at most `limit` bytes of a file; the flag says whether the file was longer.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut data = Vec::new();
+    File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut data)?;
+    let truncated = data.len() as u64 > limit;
+    if truncated {
+        data.truncate(limit as usize);
+    }
+    Ok((data, truncated))
+}
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a char boundary.
+pub(crate) fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// `s` clipped to `max` bytes with an ellipsis when something was cut.
+pub(crate) fn clip_ellipsis(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        s.to_string()
+    } else {
+        let mut c = clip(s, max.saturating_sub(3)).to_string();
+        c.push_str("...");
+        c
+    }
+}
+
+/// Whole lines of `text` while they fit in `budget` bytes (each line with its newline).
+pub(crate) fn fit_lines(text: &str, budget: usize) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        if out.len() + line.len() + 1 > budget {
+            if out.is_empty() {
+                out.push_str(clip(line, budget.saturating_sub(1)));
+                out.push('\n');
+            }
+            break;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Collapses runs of whitespace into one space and trims.
+pub(crate) fn squash_ws(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+pub(crate) fn write_out(out: &Path, bytes: &[u8]) -> Result<(), TransformError> {
+    std::fs::write(out, bytes)?;
+    Ok(())
+}
+
+pub(crate) fn file_len(path: &Path) -> std::io::Result<u64> {
+    Ok(std::fs::metadata(path)?.len())
+}
