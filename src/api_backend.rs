@@ -82,14 +82,21 @@ fn api_error(e: EngineError) -> BackendError {
 }
 
 impl Backend for ApiBackend {
-    fn list_objects(&self, tenant: &str, q: &ObjectQuery) -> Result<Vec<ObjectSummary>, BackendError> {
+    fn list_objects(
+        &self,
+        tenant: &str,
+        q: &ObjectQuery,
+    ) -> Result<Vec<ObjectSummary>, BackendError> {
         let filter = ObjectFilter {
             path: q.path.clone(),
             stage: q.stage,
             kind: q.kind.clone(),
             include_deleted: q.include_deleted,
         };
-        let items = self.engine.list_objects(tenant, &filter).map_err(api_error)?;
+        let items = self
+            .engine
+            .list_objects(tenant, &filter)
+            .map_err(api_error)?;
         Ok(items.iter().map(|i| self.summary(i)).collect())
     }
 

@@ -203,7 +203,8 @@ CREATE TABLE IF NOT EXISTS xattrs (
 );
 ";
 
-const OBJECT_COLUMNS: &str = "id, tenant, stage, kind, format, generation, encoding, size, stored_size,
+const OBJECT_COLUMNS: &str =
+    "id, tenant, stage, kind, format, generation, encoding, size, stored_size,
     original_size, sha256, lossless, heat, heat_at, last_access_at, created_at, stage_since,
     next_decay_at, progress, pinned, hold, keep_original, speed, original_gen, original_encoding,
     original_stored_size, restore_until, fail_count, deleted_at, deleted_path, purge_reason";
@@ -292,7 +293,9 @@ impl Catalog {
     }
 
     pub fn integrity_check(&self) -> Result<String> {
-        Ok(self.conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 
     /// Runs `f` in one transaction: everything or nothing.
@@ -331,7 +334,9 @@ impl Tx<'_> {
     }
 
     pub fn tenants(&self) -> Result<Vec<String>> {
-        let mut st = self.tx.prepare("SELECT tenant FROM nodes WHERE parent = 0 ORDER BY tenant")?;
+        let mut st = self
+            .tx
+            .prepare("SELECT tenant FROM nodes WHERE parent = 0 ORDER BY tenant")?;
         let rows = st.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -420,8 +425,10 @@ impl Tx<'_> {
     }
 
     pub fn delete_node(&self, ino: u64) -> Result<()> {
-        self.tx.execute("DELETE FROM nodes WHERE ino = ?1", params![ino as i64])?;
-        self.tx.execute("DELETE FROM xattrs WHERE ino = ?1", params![ino as i64])?;
+        self.tx
+            .execute("DELETE FROM nodes WHERE ino = ?1", params![ino as i64])?;
+        self.tx
+            .execute("DELETE FROM xattrs WHERE ino = ?1", params![ino as i64])?;
         Ok(())
     }
 
@@ -431,7 +438,10 @@ impl Tx<'_> {
             .tx
             .prepare("SELECT ino, parent, name FROM nodes WHERE tenant = ?1")?;
         let rows = st.query_map(params![tenant], |r| {
-            Ok((r.get::<_, i64>(0)? as u64, (r.get::<_, i64>(1)? as u64, r.get(2)?)))
+            Ok((
+                r.get::<_, i64>(0)? as u64,
+                (r.get::<_, i64>(1)? as u64, r.get(2)?),
+            ))
         })?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -554,9 +564,9 @@ impl Tx<'_> {
 
     /// Every backing file a live row refers to: (id, artifact generation, kept original generation).
     pub fn referenced_files(&self) -> Result<Vec<(u64, u64, Option<u64>)>> {
-        let mut st = self.tx.prepare(
-            "SELECT id, generation, original_gen FROM objects WHERE deleted_at IS NULL",
-        )?;
+        let mut st = self
+            .tx
+            .prepare("SELECT id, generation, original_gen FROM objects WHERE deleted_at IS NULL")?;
         let rows = st.query_map([], |r| {
             Ok((
                 r.get::<_, i64>(0)? as u64,

@@ -45,7 +45,12 @@ pub struct UpArgs {
     pub tenant: String,
 
     /// API keys as key:tenant pairs, comma separated.
-    #[arg(long, env = "RUSTDB_API_KEYS", default_value = "devkey:default", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "RUSTDB_API_KEYS",
+        default_value = "devkey:default",
+        hide_env_values = true
+    )]
     pub api_keys: String,
 
     /// Seconds between two wall-clock ticks of the scheduler.
@@ -73,7 +78,10 @@ pub struct UpArgs {
 /// Maps the seed's legacy `DECAYDB_*` names onto `RUSTDB_*` where the new name is unset.
 pub fn adopt_legacy_env() {
     let legacy: Vec<(String, String)> = std::env::vars()
-        .filter_map(|(k, v)| k.strip_prefix("DECAYDB_").map(|rest| (format!("RUSTDB_{rest}"), v)))
+        .filter_map(|(k, v)| {
+            k.strip_prefix("DECAYDB_")
+                .map(|rest| (format!("RUSTDB_{rest}"), v))
+        })
         .collect();
     for (name, value) in legacy {
         if std::env::var_os(&name).is_none() {

@@ -176,7 +176,11 @@ mod tests {
             (4, 10_000, 4),
         ];
         for (stage, now, want) in table {
-            assert_eq!(due_stage(&state(stage), &p, now), want, "stage {stage} at {now}");
+            assert_eq!(
+                due_stage(&state(stage), &p, now),
+                want,
+                "stage {stage} at {now}"
+            );
         }
     }
 

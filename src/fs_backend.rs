@@ -125,7 +125,10 @@ impl Backend for MountBackend {
     }
 
     fn lookup(&self, parent: Ino, name: &OsStr) -> Result<Attr, FsError> {
-        self.engine.lookup(parent, name.as_bytes()).map(|v| attr(&v)).map_err(fs_error)
+        self.engine
+            .lookup(parent, name.as_bytes())
+            .map(|v| attr(&v))
+            .map_err(fs_error)
     }
 
     fn getattr(&self, ino: Ino) -> Result<Attr, FsError> {
@@ -141,7 +144,10 @@ impl Backend for MountBackend {
             atime: time_set(c.atime),
             mtime: time_set(c.mtime),
         };
-        self.engine.setattr(ino, &set).map(|v| attr(&v)).map_err(fs_error)
+        self.engine
+            .setattr(ino, &set)
+            .map(|v| attr(&v))
+            .map_err(fs_error)
     }
 
     fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, FsError> {
@@ -167,9 +173,21 @@ impl Backend for MountBackend {
             .map_err(fs_error)
     }
 
-    fn symlink(&self, parent: Ino, name: &OsStr, target: &Path, who: &Accessor) -> Result<Attr, FsError> {
+    fn symlink(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        target: &Path,
+        who: &Accessor,
+    ) -> Result<Attr, FsError> {
         self.engine
-            .symlink(parent, name.as_bytes(), target.as_os_str().as_bytes(), who.uid, who.gid)
+            .symlink(
+                parent,
+                name.as_bytes(),
+                target.as_os_str().as_bytes(),
+                who.uid,
+                who.gid,
+            )
             .map(|v| attr(&v))
             .map_err(fs_error)
     }
@@ -179,20 +197,41 @@ impl Backend for MountBackend {
     }
 
     fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
-        self.engine.unlink(parent, name.as_bytes()).map_err(fs_error)
+        self.engine
+            .unlink(parent, name.as_bytes())
+            .map_err(fs_error)
     }
 
     fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {
         self.engine.rmdir(parent, name.as_bytes()).map_err(fs_error)
     }
 
-    fn rename(&self, parent: Ino, name: &OsStr, new_parent: Ino, new_name: &OsStr, noreplace: bool) -> Result<(), FsError> {
+    fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        noreplace: bool,
+    ) -> Result<(), FsError> {
         self.engine
-            .rename(parent, name.as_bytes(), new_parent, new_name.as_bytes(), noreplace)
+            .rename(
+                parent,
+                name.as_bytes(),
+                new_parent,
+                new_name.as_bytes(),
+                noreplace,
+            )
             .map_err(fs_error)
     }
 
-    fn create(&self, parent: Ino, name: &OsStr, mode: u32, who: &Accessor) -> Result<(Attr, Opened), FsError> {
+    fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        who: &Accessor,
+    ) -> Result<(Attr, Opened), FsError> {
         let (view, file) = self
             .engine
             .create(parent, name.as_bytes(), mode, who.uid, who.gid)
@@ -202,9 +241,21 @@ impl Backend for MountBackend {
         Ok((a, opened(generation, OpenedArtifact::File(file))))
     }
 
-    fn open(&self, ino: Ino, generation: u64, mode: OpenMode, who: &Accessor) -> Result<Opened, FsError> {
+    fn open(
+        &self,
+        ino: Ino,
+        generation: u64,
+        mode: OpenMode,
+        who: &Accessor,
+    ) -> Result<Opened, FsError> {
         self.engine
-            .open(ino, Some(generation), mode.write, mode.truncate, who.comm.as_deref())
+            .open(
+                ino,
+                Some(generation),
+                mode.write,
+                mode.truncate,
+                who.comm.as_deref(),
+            )
             .map(|a| opened(generation, a))
             .map_err(fs_error)
     }
@@ -231,9 +282,21 @@ impl Backend for MountBackend {
         self.engine.getxattr(ino, name.as_bytes()).map_err(fs_error)
     }
 
-    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], mode: XattrMode) -> Result<(), FsError> {
+    fn setxattr(
+        &self,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        mode: XattrMode,
+    ) -> Result<(), FsError> {
         self.engine
-            .setxattr(ino, name.as_bytes(), value, mode == XattrMode::Create, mode == XattrMode::Replace)
+            .setxattr(
+                ino,
+                name.as_bytes(),
+                value,
+                mode == XattrMode::Create,
+                mode == XattrMode::Replace,
+            )
             .map_err(fs_error)
     }
 
@@ -245,6 +308,8 @@ impl Backend for MountBackend {
     }
 
     fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<(), FsError> {
-        self.engine.removexattr(ino, name.as_bytes()).map_err(fs_error)
+        self.engine
+            .removexattr(ino, name.as_bytes())
+            .map_err(fs_error)
     }
 }

@@ -75,7 +75,7 @@ fn run_up(up: cli::UpArgs) -> anyhow::Result<()> {
         shadow: up.shadow_mode,
         ..EngineConfig::default()
     };
-    let engine = Arc::new(Engine::open(config, Arc::new(SystemClock))?);
+    let engine = Arc::new(Engine::load(config, Arc::new(SystemClock))?);
     for tenant in keys.tenants().iter().chain(std::iter::once(&up.tenant)) {
         engine.tenant_root(tenant)?;
     }
@@ -95,7 +95,10 @@ fn run_up(up: cli::UpArgs) -> anyhow::Result<()> {
         shadow = up.shadow_mode,
         "mounted"
     );
-    let scheduler = Scheduler::start(engine.clone(), Duration::from_secs(up.tick_interval_sec.max(1)))?;
+    let scheduler = Scheduler::start(
+        engine.clone(),
+        Duration::from_secs(up.tick_interval_sec.max(1)),
+    )?;
 
     let state = rustdb_api::AppState {
         backend: Arc::new(ApiBackend::new(engine.clone())),

@@ -21,7 +21,10 @@ impl Scheduler {
         let thread = std::thread::Builder::new()
             .name("rustdb-scheduler".into())
             .spawn(move || {
-                info!(interval_sec = tick_interval.as_secs_f64(), "scheduler running");
+                info!(
+                    interval_sec = tick_interval.as_secs_f64(),
+                    "scheduler running"
+                );
                 let mut next_tick = Instant::now() + tick_interval;
                 loop {
                     match stopped.recv_timeout(Duration::from_secs(1)) {

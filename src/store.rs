@@ -17,7 +17,7 @@ pub struct Store {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("storage directory {path} is not writable ({source}): choose another with --storage-dir or RUSTDB_STORAGE_DIR, or fix its permissions")]
+    #[error("storage directory {path} is not writable: choose another with --storage-dir or RUSTDB_STORAGE_DIR, or fix its permissions")]
     NotWritable { path: String, source: io::Error },
 }
 
@@ -66,7 +66,9 @@ impl Store {
     }
 
     pub fn original(&self, id: u64, generation: u64) -> PathBuf {
-        self.root.join("originals").join(format!("{id}.{generation}"))
+        self.root
+            .join("originals")
+            .join(format!("{id}.{generation}"))
     }
 
     /// A fresh path under `tmp/`.

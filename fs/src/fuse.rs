@@ -279,7 +279,11 @@ impl<B: Backend> Filesystem for RustFs<B> {
         info!(
             passthrough = self.passthrough_active(),
             "fuse session initialised; data served {}",
-            if self.passthrough_active() { "through kernel passthrough" } else { "by reads" }
+            if self.passthrough_active() {
+                "through kernel passthrough"
+            } else {
+                "by reads"
+            }
         );
         Ok(())
     }
@@ -351,7 +355,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.backend.mkdir(self.ino(parent), name, mode & !umask, &accessor(req)) {
+        match self
+            .backend
+            .mkdir(self.ino(parent), name, mode & !umask, &accessor(req))
+        {
             Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
             Err(e) => reply.error(e.errno()),
         }
@@ -379,7 +386,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self.backend.symlink(self.ino(parent), link_name, target, &accessor(req)) {
+        match self
+            .backend
+            .symlink(self.ino(parent), link_name, target, &accessor(req))
+        {
             Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
             Err(e) => reply.error(e.errno()),
         }
@@ -401,7 +411,13 @@ impl<B: Backend> Filesystem for RustFs<B> {
             return;
         }
         let noreplace = bits & libc::RENAME_NOREPLACE != 0;
-        match self.backend.rename(self.ino(parent), name, self.ino(newparent), newname, noreplace) {
+        match self.backend.rename(
+            self.ino(parent),
+            name,
+            self.ino(newparent),
+            newname,
+            noreplace,
+        ) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e.errno()),
         }
@@ -493,7 +509,14 @@ impl<B: Backend> Filesystem for RustFs<B> {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _lo: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -515,7 +538,14 @@ impl<B: Backend> Filesystem for RustFs<B> {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let Some(h) = self.handle(fh) else {
             reply.error(Errno::EBADF);
             return;
@@ -531,7 +561,14 @@ impl<B: Backend> Filesystem for RustFs<B> {
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let dir = self.ino(ino);
         let entries = match self.backend.readdir(dir) {
             Ok(entries) => entries,
@@ -540,9 +577,16 @@ impl<B: Backend> Filesystem for RustFs<B> {
                 return;
             }
         };
-        let dots = [(ino.0, FileType::Directory, OsStr::new(".")), (ino.0, FileType::Directory, OsStr::new(".."))];
+        let dots = [
+            (ino.0, FileType::Directory, OsStr::new(".")),
+            (ino.0, FileType::Directory, OsStr::new("..")),
+        ];
         let all = dots.into_iter().chain(entries.iter().map(|e| {
-            (self.ids.encode(e.ino, e.generation), file_type(e.kind), e.name.as_os_str())
+            (
+                self.ids.encode(e.ino, e.generation),
+                file_type(e.kind),
+                e.name.as_os_str(),
+            )
         }));
         for (i, (node, kind, name)) in all.enumerate().skip(offset as usize) {
             if reply.add(INodeNo(node), (i + 1) as u64, kind, name) {
@@ -552,13 +596,22 @@ impl<B: Backend> Filesystem for RustFs<B> {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _ds: bool,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         match self.backend.statfs() {
-            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            ),
             Err(e) => reply.error(e.errno()),
         }
     }
@@ -629,7 +682,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.backend.create(self.ino(parent), name, mode & !umask, &accessor(req)) {
+        match self
+            .backend
+            .create(self.ino(parent), name, mode & !umask, &accessor(req))
+        {
             Ok((attr, opened)) => {
                 let fattr = self.file_attr(&attr);
                 let node = fattr.ino.0;
@@ -647,16 +703,36 @@ impl<B: Backend> Filesystem for RustFs<B> {
                     ),
                     BackingPlan::Existing(id) => {
                         let id = self.remember_backing(node, id);
-                        reply.created_passthrough(&TTL, &fattr, Generation(0), FileHandle(installed.fh), FopenFlags::empty(), &id)
+                        reply.created_passthrough(
+                            &TTL,
+                            &fattr,
+                            Generation(0),
+                            FileHandle(installed.fh),
+                            FopenFlags::empty(),
+                            &id,
+                        )
                     }
                     BackingPlan::New(file) => match file.map(|f| reply.open_backing(&f)) {
                         Some(Ok(id)) => {
                             let id = self.remember_backing(node, Arc::new(id));
-                            reply.created_passthrough(&TTL, &fattr, Generation(0), FileHandle(installed.fh), FopenFlags::empty(), &id)
+                            reply.created_passthrough(
+                                &TTL,
+                                &fattr,
+                                Generation(0),
+                                FileHandle(installed.fh),
+                                FopenFlags::empty(),
+                                &id,
+                            )
                         }
                         _ => {
                             self.demote(installed.fh);
-                            reply.created(&TTL, &fattr, Generation(0), FileHandle(installed.fh), FopenFlags::FOPEN_KEEP_CACHE)
+                            reply.created(
+                                &TTL,
+                                &fattr,
+                                Generation(0),
+                                FileHandle(installed.fh),
+                                FopenFlags::FOPEN_KEEP_CACHE,
+                            )
                         }
                     },
                 }

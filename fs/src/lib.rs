@@ -138,22 +138,53 @@ pub trait Backend: Send + Sync + 'static {
     fn setattr(&self, ino: Ino, changes: &SetAttr) -> Result<Attr, FsError>;
     fn readdir(&self, ino: Ino) -> Result<Vec<DirEntry>, FsError>;
     fn mkdir(&self, parent: Ino, name: &OsStr, mode: u32, who: &Accessor) -> Result<Attr, FsError>;
-    fn symlink(&self, parent: Ino, name: &OsStr, target: &Path, who: &Accessor) -> Result<Attr, FsError>;
+    fn symlink(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        target: &Path,
+        who: &Accessor,
+    ) -> Result<Attr, FsError>;
     fn readlink(&self, ino: Ino) -> Result<Vec<u8>, FsError>;
     fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError>;
     fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<(), FsError>;
     /// `noreplace` is RENAME_NOREPLACE; other flags are refused by the adapter.
-    fn rename(&self, parent: Ino, name: &OsStr, new_parent: Ino, new_name: &OsStr, noreplace: bool) -> Result<(), FsError>;
+    fn rename(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        new_parent: Ino,
+        new_name: &OsStr,
+        noreplace: bool,
+    ) -> Result<(), FsError>;
     /// Creates and opens for writing. The returned handle must be released with `release`.
-    fn create(&self, parent: Ino, name: &OsStr, mode: u32, who: &Accessor) -> Result<(Attr, Opened), FsError>;
+    fn create(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        mode: u32,
+        who: &Accessor,
+    ) -> Result<(Attr, Opened), FsError>;
     /// Opens generation `generation` of `ino`. When that generation is no longer current, answers
     /// `FsError::Stale` so that the kernel looks the name up again and opens the current one.
-    fn open(&self, ino: Ino, generation: u64, mode: OpenMode, who: &Accessor) -> Result<Opened, FsError>;
+    fn open(
+        &self,
+        ino: Ino,
+        generation: u64,
+        mode: OpenMode,
+        who: &Accessor,
+    ) -> Result<Opened, FsError>;
     /// The last call for a handle. `writable` says how it was opened, `wrote` whether it changed data.
     fn release(&self, ino: Ino, writable: bool, wrote: bool);
     fn statfs(&self) -> Result<StatFs, FsError>;
     fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>, FsError>;
-    fn setxattr(&self, ino: Ino, name: &OsStr, value: &[u8], mode: XattrMode) -> Result<(), FsError>;
+    fn setxattr(
+        &self,
+        ino: Ino,
+        name: &OsStr,
+        value: &[u8],
+        mode: XattrMode,
+    ) -> Result<(), FsError>;
     fn listxattr(&self, ino: Ino) -> Result<Vec<OsString>, FsError>;
     fn removexattr(&self, ino: Ino, name: &OsStr) -> Result<(), FsError>;
 }

@@ -40,12 +40,18 @@ pub enum MountError {
     Busy(String),
     #[error("mount point {0} has a dead FUSE mount (transport endpoint is not connected): run fusermount3 -u {0} (or umount -l {0}) and start again")]
     Stale(String),
-    #[error("cannot create mount point {path}: {source}")]
-    Create { path: String, source: std::io::Error },
+    #[error("cannot create mount point {path}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("mount point {0} exists and is not a directory")]
     NotDir(String),
-    #[error("mounting {path} failed: {source}")]
-    Mount { path: String, source: std::io::Error },
+    #[error("mounting {path} failed")]
+    Mount {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 fn is_root() -> bool {
@@ -76,7 +82,12 @@ pub fn preflight(mountpoint: &Path) -> Result<(), MountError> {
                 source,
             })?;
         }
-        Err(source) => return Err(MountError::Create { path: shown, source }),
+        Err(source) => {
+            return Err(MountError::Create {
+                path: shown,
+                source,
+            })
+        }
         Ok(m) if !m.is_dir() => return Err(MountError::NotDir(shown)),
         Ok(_) => {}
     }
@@ -169,7 +180,10 @@ pub fn mount<B: Backend>(backend: Arc<B>, config: &MountConfig) -> Result<MountH
     })?;
     let notifier = session.notifier();
     let passthrough = config.passthrough && is_root();
-    let session = session.spawn().map_err(|source| MountError::Mount { path: shown, source })?;
+    let session = session.spawn().map_err(|source| MountError::Mount {
+        path: shown,
+        source,
+    })?;
     Ok(MountHandle {
         session: Some(session),
         invalidator: Invalidator { notifier, ids },

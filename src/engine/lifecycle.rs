@@ -102,13 +102,20 @@ impl Engine {
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
             for (id, access) in &batch {
-                let Some(mut o) = tx.object(*id)? else { continue };
+                let Some(mut o) = tx.object(*id)? else {
+                    continue;
+                };
                 if o.deleted_at.is_some() {
                     continue;
                 }
                 let policy = self.policy(&o.kind);
-                let counted = crate::heat::counted_opens(access, o.last_access_at, policy.access_cooldown_sec);
-                o.heat = decay::heat_at(o.heat, o.heat_at, now, policy.heat_half_life_sec) + counted as f64;
+                let counted = crate::heat::counted_opens(
+                    access,
+                    o.last_access_at,
+                    policy.access_cooldown_sec,
+                );
+                o.heat = decay::heat_at(o.heat, o.heat_at, now, policy.heat_half_life_sec)
+                    + counted as f64;
                 o.heat_at = now;
                 o.last_access_at = o.last_access_at.max(access.last_at);
                 o.progress = 0.0;
@@ -144,7 +151,9 @@ impl Engine {
             }
         };
         for id in ids {
-            let Some(object) = self.catalog.lock().read().object(id)? else { continue };
+            let Some(object) = self.catalog.lock().read().object(id)? else {
+                continue;
+            };
             if tenant.is_some_and(|t| t != object.tenant) || object.deleted_at.is_some() {
                 continue;
             }
@@ -201,7 +210,15 @@ impl Engine {
         let path = self.path_of(object.id).unwrap_or_default();
         if target >= PURGED {
             if !dry_run {
-                self.purge(&object, &path, if force { "purged by forced tick" } else { "purged: delete_after_sec reached" })?;
+                self.purge(
+                    &object,
+                    &path,
+                    if force {
+                        "purged by forced tick"
+                    } else {
+                        "purged: delete_after_sec reached"
+                    },
+                )?;
             }
             return Ok(Step::Changed(TickChange {
                 id: object.id,
@@ -237,21 +254,44 @@ impl Engine {
             from_stage: object.stage,
             to_stage: target,
             bytes_before: object.stored_size,
-            bytes_after: if kept_original { bytes_after + object.stored_size } else { bytes_after },
+            bytes_after: if kept_original {
+                bytes_after + object.stored_size
+            } else {
+                bytes_after
+            },
         };
         if dry_run {
             return Ok(Step::Changed(change));
         }
         let reason_for = |note: &str| {
-            format!("{} ({note})", if force { "forced tick" } else { "age since last access" })
+            format!(
+                "{} ({note})",
+                if force {
+                    "forced tick"
+                } else {
+                    "age since last access"
+                }
+            )
         };
         if keep_bytes {
             let note = match &candidate {
                 Some(_) => "transform output not smaller; bytes kept",
                 None => "no transform at this stage; bytes kept",
             };
-            let committed = self.commit_stage(&object, target, progress, None, false, &reason_for(note), now)?;
-            return Ok(if committed { Step::Changed(change) } else { Step::Unchanged });
+            let committed = self.commit_stage(
+                &object,
+                target,
+                progress,
+                None,
+                false,
+                &reason_for(note),
+                now,
+            )?;
+            return Ok(if committed {
+                Step::Changed(change)
+            } else {
+                Step::Unchanged
+            });
         }
         let c = candidate.expect("checked above");
         let new_gen = object.generation + 1;
@@ -259,7 +299,15 @@ impl Engine {
         self.store.publish(&c.tmp, &dest)?;
         std::mem::forget(guard);
         let reason = reason_for(&c.note);
-        let committed = self.commit_stage(&object, target, progress, Some(&c), kept_original, &reason, now)?;
+        let committed = self.commit_stage(
+            &object,
+            target,
+            progress,
+            Some(&c),
+            kept_original,
+            &reason,
+            now,
+        )?;
         if !committed {
             self.store.remove(&dest);
             return Ok(Step::Unchanged);
@@ -267,7 +315,8 @@ impl Engine {
         if kept_original {
             self.store.keep_as_original(object.id, object.generation)?;
         } else {
-            self.store.remove(&self.store.artifact(object.id, object.generation));
+            self.store
+                .remove(&self.store.artifact(object.id, object.generation));
         }
         self.notify_object(object.id);
         Ok(Step::Changed(change))
@@ -278,22 +327,43 @@ impl Engine {
         let wanted = o
             .keep_original
             .unwrap_or(self.policy(&o.kind).keep_original);
-        wanted && o.lossless && o.original_gen.is_none() && !keep_bytes && c.is_some_and(|c| !c.lossless)
+        wanted
+            && o.lossless
+            && o.original_gen.is_none()
+            && !keep_bytes
+            && c.is_some_and(|c| !c.lossless)
     }
 
     /// Commits a stage change if nobody wrote meanwhile. `candidate` is the new generation, already
     /// published; None keeps the bytes. Returns false when the object changed underneath.
     #[allow(clippy::too_many_arguments)]
-    fn commit_stage(&self, snapshot: &ObjectRow, target: u8, progress: f64, candidate: Option<&Candidate>, keep_original: bool, reason: &str, now: i64) -> Result<bool> {
+    fn commit_stage(
+        &self,
+        snapshot: &ObjectRow,
+        target: u8,
+        progress: f64,
+        candidate: Option<&Candidate>,
+        keep_original: bool,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool> {
         let policy = self.policy(&snapshot.kind).clone();
         let opens = self.opens.lock();
-        if opens.get(&snapshot.id).is_some_and(|o| o.writers > 0 || o.dirty) {
+        if opens
+            .get(&snapshot.id)
+            .is_some_and(|o| o.writers > 0 || o.dirty)
+        {
             return Ok(false);
         }
         let mut cat = self.catalog.lock();
         let done = cat.atomically(|tx| {
-            let Some(mut o) = tx.object(snapshot.id)? else { return Ok(false) };
-            if o.generation != snapshot.generation || o.stage != snapshot.stage || o.deleted_at.is_some() {
+            let Some(mut o) = tx.object(snapshot.id)? else {
+                return Ok(false);
+            };
+            if o.generation != snapshot.generation
+                || o.stage != snapshot.stage
+                || o.deleted_at.is_some()
+            {
                 return Ok(false);
             }
             let before = o.stored_size;
@@ -333,7 +403,11 @@ impl Engine {
         Ok(done)
     }
 
-    fn update_if_current(&self, snapshot: &ObjectRow, f: impl FnOnce(&mut ObjectRow)) -> Result<()> {
+    fn update_if_current(
+        &self,
+        snapshot: &ObjectRow,
+        f: impl FnOnce(&mut ObjectRow),
+    ) -> Result<()> {
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
             if let Some(mut o) = tx.object(snapshot.id)? {
@@ -350,7 +424,9 @@ impl Engine {
         warn!(object = object.id, target, error = why, "transform failed");
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
-            let Some(mut o) = tx.object(object.id)? else { return Ok(()) };
+            let Some(mut o) = tx.object(object.id)? else {
+                return Ok(());
+            };
             o.fail_count += 1;
             let backoff = (RETRY_BASE_SEC << o.fail_count.min(16)).min(RETRY_MAX_SEC);
             o.next_decay_at = Some(now + backoff);
@@ -361,7 +437,10 @@ impl Engine {
                     at: now,
                     from_stage: o.stage,
                     to_stage: o.stage,
-                    reason: format!("transform to stage {target} failed (attempt {}): {why}", o.fail_count),
+                    reason: format!(
+                        "transform to stage {target} failed (attempt {}): {why}",
+                        o.fail_count
+                    ),
                     bytes_before: o.stored_size,
                     bytes_after: o.stored_size,
                 },
@@ -372,7 +451,13 @@ impl Engine {
     }
 
     /// Builds the artifact for `target` in `tmp/`; None when the stage keeps the bytes as they are.
-    fn produce(&self, o: &ObjectRow, name: &str, path: &str, target: u8) -> Result<Option<Candidate>> {
+    fn produce(
+        &self,
+        o: &ObjectRow,
+        name: &str,
+        path: &str,
+        target: u8,
+    ) -> Result<Option<Candidate>> {
         let kind = Kind::parse(&o.kind).unwrap_or(Kind::Binary);
         let use_stub = match plan(kind, target) {
             Plan::Transform => o.fail_count + 1 >= MAX_TRANSFORM_FAILURES,
@@ -383,7 +468,10 @@ impl Engine {
         let mut out_guard = TempGuard(Some(out.clone()));
         let (format, encoding, note) = if use_stub {
             let history = self.catalog.lock().read().history(o.id)?;
-            let history: Vec<(i64, u8, String)> = history.into_iter().map(|h| (h.at, h.to_stage, h.reason)).collect();
+            let history: Vec<(i64, u8, String)> = history
+                .into_iter()
+                .map(|h| (h.at, h.to_stage, h.reason))
+                .collect();
             let bytes = stub::render(&stub::StubInfo {
                 name,
                 path,
@@ -462,7 +550,9 @@ impl Engine {
         }
         let mut cat = self.catalog.lock();
         let done = cat.atomically(|tx| {
-            let Some(mut cur) = tx.object(o.id)? else { return Ok(false) };
+            let Some(mut cur) = tx.object(o.id)? else {
+                return Ok(false);
+            };
             if cur.generation != o.generation || cur.deleted_at.is_some() || cur.hold {
                 return Ok(false);
             }
@@ -513,8 +603,12 @@ impl Engine {
         for id in ids {
             let mut removed = None;
             self.catalog.lock().atomically(|tx| {
-                let Some(mut o) = tx.object(id)? else { return Ok(()) };
-                let Some(og) = o.original_gen else { return Ok(()) };
+                let Some(mut o) = tx.object(id)? else {
+                    return Ok(());
+                };
+                let Some(og) = o.original_gen else {
+                    return Ok(());
+                };
                 removed = Some(og);
                 o.original_gen = None;
                 o.restore_until = None;
@@ -555,7 +649,10 @@ impl Engine {
         if o.stage == 0 {
             return Ok(o);
         }
-        let (source, encoding) = if let Some(og) = o.original_gen.filter(|_| o.restore_until.is_none_or(|u| u > now)) {
+        let (source, encoding) = if let Some(og) = o
+            .original_gen
+            .filter(|_| o.restore_until.is_none_or(|u| u > now))
+        {
             (self.store.original(id, og), o.original_encoding)
         } else if o.lossless {
             (self.store.artifact(id, o.generation), o.encoding)
@@ -598,11 +695,15 @@ impl Engine {
         let opens = self.opens.lock();
         if opens.get(&id).is_some_and(|x| x.writers > 0) {
             self.store.remove(&dest);
-            return Err(EngineError::Conflict("the file is open for writing; try again after it is closed".into()));
+            return Err(EngineError::Conflict(
+                "the file is open for writing; try again after it is closed".into(),
+            ));
         }
         let mut cat = self.catalog.lock();
         let restored = cat.atomically(|tx| {
-            let Some(mut cur) = tx.object(id)? else { return Ok(None) };
+            let Some(mut cur) = tx.object(id)? else {
+                return Ok(None);
+            };
             if cur.generation != o.generation || cur.deleted_at.is_some() {
                 return Ok(None);
             }
@@ -642,7 +743,9 @@ impl Engine {
         drop(opens);
         let Some(restored) = restored else {
             self.store.remove(&dest);
-            return Err(EngineError::Conflict("the file changed while restoring; try again".into()));
+            return Err(EngineError::Conflict(
+                "the file changed while restoring; try again".into(),
+            ));
         };
         self.store.remove(&self.store.artifact(id, o.generation));
         if let Some(og) = o.original_gen {
@@ -653,10 +756,19 @@ impl Engine {
     }
 
     /// Sets per-object controls; None leaves a control as it is.
-    pub fn control(&self, id: u64, pinned: Option<bool>, hold: Option<bool>, speed: Option<f64>, keep_original: Option<bool>) -> Result<ObjectRow> {
+    pub fn control(
+        &self,
+        id: u64,
+        pinned: Option<bool>,
+        hold: Option<bool>,
+        speed: Option<f64>,
+        keep_original: Option<bool>,
+    ) -> Result<ObjectRow> {
         if let Some(s) = speed {
             if !(s.is_finite() && s > 0.0 && s <= 100.0) {
-                return Err(EngineError::Invalid("speed must be a number in (0, 100]".into()));
+                return Err(EngineError::Invalid(
+                    "speed must be a number in (0, 100]".into(),
+                ));
             }
         }
         let mut cat = self.catalog.lock();
@@ -677,7 +789,8 @@ impl Engine {
             if let Some(k) = keep_original {
                 o.keep_original = Some(k);
             }
-            reschedule(&mut o, self.policy(&o.kind));
+            let policy = self.policy(&o.kind);
+            reschedule(&mut o, policy);
             tx.update_object(&o)?;
             Ok(o)
         })
@@ -685,7 +798,9 @@ impl Engine {
 
     /// A writer's last close: the file's bytes are its new original, at stage 0.
     pub(super) fn finalize_write(&self, id: u64) -> Result<()> {
-        let Some(o) = self.catalog.lock().read().object(id)? else { return Ok(()) };
+        let Some(o) = self.catalog.lock().read().object(id)? else {
+            return Ok(());
+        };
         if o.deleted_at.is_some() {
             return Ok(());
         }
@@ -701,7 +816,9 @@ impl Engine {
         let mut dropped_original = None;
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
-            let Some(mut cur) = tx.object(id)? else { return Ok(()) };
+            let Some(mut cur) = tx.object(id)? else {
+                return Ok(());
+            };
             if cur.generation != o.generation {
                 return Ok(());
             }
@@ -762,7 +879,9 @@ impl Engine {
         let policy = self.policy(&o.kind).clone();
         let mut cat = self.catalog.lock();
         let thawed = cat.atomically(|tx| {
-            let Some(mut cur) = tx.object(o.id)? else { return Ok(None) };
+            let Some(mut cur) = tx.object(o.id)? else {
+                return Ok(None);
+            };
             if cur.generation != o.generation {
                 return Ok(None);
             }

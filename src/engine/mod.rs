@@ -129,7 +129,7 @@ pub struct Engine {
 impl Engine {
     /// Opens the storage directory: catalog, backing files, and the startup sweep that removes
     /// whatever no row refers to.
-    pub fn open(cfg: EngineConfig, clock: Arc<dyn Clock>) -> Result<Engine> {
+    pub fn load(cfg: EngineConfig, clock: Arc<dyn Clock>) -> Result<Engine> {
         let store = Store::open(&cfg.storage_dir)?;
         let catalog = Catalog::open(&store.catalog_path())?;
         let refs = catalog.read().referenced_files()?;

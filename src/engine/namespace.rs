@@ -161,7 +161,15 @@ impl Engine {
             .collect()
     }
 
-    fn new_node(&self, parent: &NodeRow, name: &[u8], t: NodeType, mode: u32, uid: u32, gid: u32) -> NodeRow {
+    fn new_node(
+        &self,
+        parent: &NodeRow,
+        name: &[u8],
+        t: NodeType,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> NodeRow {
         let now = self.clock.now_ns();
         NodeRow {
             ino: 0,
@@ -188,7 +196,14 @@ impl Engine {
         Ok(())
     }
 
-    pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, uid: u32, gid: u32) -> Result<NodeView> {
+    pub fn mkdir(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<NodeView> {
         check_name(name)?;
         let dir = self.dir(parent)?;
         let node = self.new_node(&dir, name, NodeType::Dir, mode, uid, gid);
@@ -203,7 +218,14 @@ impl Engine {
         self.getattr(ino.ok_or(EngineError::Exists)?)
     }
 
-    pub fn symlink(&self, parent: u64, name: &[u8], target: &[u8], uid: u32, gid: u32) -> Result<NodeView> {
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+        uid: u32,
+        gid: u32,
+    ) -> Result<NodeView> {
         check_name(name)?;
         if target.is_empty() || target.len() > 4096 {
             return Err(EngineError::Invalid("bad symlink target".into()));
@@ -215,7 +237,7 @@ impl Engine {
             if tx.lookup(parent, name)?.is_some() {
                 return Ok(None);
             }
-            Ok(Some(tx.insert_node(&node)?))
+            Ok::<_, EngineError>(Some(tx.insert_node(&node)?))
         })?;
         self.getattr(ino.ok_or(EngineError::Exists)?)
     }
@@ -227,7 +249,14 @@ impl Engine {
     }
 
     /// Creates an empty file at stage 0 and opens it for writing (a writer is registered).
-    pub fn create(&self, parent: u64, name: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(NodeView, File)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(NodeView, File)> {
         check_name(name)?;
         let dir = self.dir(parent)?;
         let node = self.new_node(&dir, name, NodeType::File, mode, uid, gid);
@@ -272,7 +301,8 @@ impl Engine {
                 deleted_path: None,
                 purge_reason: None,
             };
-            reschedule(&mut object, self.policy(&object.kind));
+            let policy = self.policy(&object.kind);
+            reschedule(&mut object, policy);
             tx.insert_object(&object)?;
             tx.add_history(
                 id,
@@ -307,7 +337,14 @@ impl Engine {
     }
 
     /// Opens the artifact of generation `generation` (compared modulo 2^16, as node ids carry it).
-    pub fn open(&self, ino: u64, generation: Option<u64>, write: bool, truncate: bool, opener: Option<&str>) -> Result<OpenedArtifact> {
+    pub fn open(
+        &self,
+        ino: u64,
+        generation: Option<u64>,
+        write: bool,
+        truncate: bool,
+        opener: Option<&str>,
+    ) -> Result<OpenedArtifact> {
         if write {
             self.opens.lock().entry(ino).or_default().writers += 1;
         }
@@ -327,7 +364,14 @@ impl Engine {
         result
     }
 
-    fn open_registered(&self, ino: u64, generation: Option<u64>, write: bool, truncate: bool, opener: Option<&str>) -> Result<OpenedArtifact> {
+    fn open_registered(
+        &self,
+        ino: u64,
+        generation: Option<u64>,
+        write: bool,
+        truncate: bool,
+        opener: Option<&str>,
+    ) -> Result<OpenedArtifact> {
         let object = self
             .catalog
             .lock()
@@ -450,7 +494,8 @@ impl Engine {
                 node.mtime_ns = now;
             }
             node.ctime_ns = now;
-            tx.update_node(&node)
+            tx.update_node(&node)?;
+            Ok::<_, EngineError>(())
         })?;
         drop(cat);
         self.getattr(ino)
@@ -472,7 +517,10 @@ impl Engine {
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
         let now = self.clock.now_ns();
         let mut cat = self.catalog.lock();
-        let node = cat.read().lookup(parent, name)?.ok_or(EngineError::NoEntry)?;
+        let node = cat
+            .read()
+            .lookup(parent, name)?
+            .ok_or(EngineError::NoEntry)?;
         if node.node_type != NodeType::Dir {
             return Err(EngineError::NotDir);
         }
@@ -531,7 +579,7 @@ impl Engine {
                     },
                 )?;
             }
-            Ok(())
+            Ok::<_, EngineError>(())
         })?;
         drop(cat);
         if let Some(o) = object {
@@ -544,7 +592,14 @@ impl Engine {
         Ok(())
     }
 
-    pub fn rename(&self, parent: u64, name: &[u8], new_parent: u64, new_name: &[u8], noreplace: bool) -> Result<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        noreplace: bool,
+    ) -> Result<()> {
         check_name(new_name)?;
         let now = self.clock.now_ns();
         let (node, target) = {
@@ -560,7 +615,9 @@ impl Engine {
                 let mut cur = np.clone();
                 loop {
                     if cur.ino == node.ino {
-                        return Err(EngineError::Invalid("cannot move a directory into itself".into()));
+                        return Err(EngineError::Invalid(
+                            "cannot move a directory into itself".into(),
+                        ));
                     }
                     if cur.parent == 0 {
                         break;
@@ -577,7 +634,10 @@ impl Engine {
             if noreplace {
                 return Err(EngineError::Exists);
             }
-            match (node.node_type == NodeType::Dir, t.node_type == NodeType::Dir) {
+            match (
+                node.node_type == NodeType::Dir,
+                t.node_type == NodeType::Dir,
+            ) {
                 (true, false) => return Err(EngineError::NotDir),
                 (false, true) => return Err(EngineError::IsDir),
                 (true, true) => {
@@ -603,7 +663,7 @@ impl Engine {
                     tx.update_node(&d)?;
                 }
             }
-            Ok(())
+            Ok::<_, EngineError>(())
         })?;
         Ok(())
     }

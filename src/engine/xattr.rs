@@ -42,7 +42,12 @@ impl Engine {
                 .filter(|o| o.deleted_at.is_none())
                 .ok_or(EngineError::NoAttr)?;
             let now = self.clock.now();
-            let heat = decay::heat_at(o.heat, o.heat_at, now, self.policy(&o.kind).heat_half_life_sec);
+            let heat = decay::heat_at(
+                o.heat,
+                o.heat_at,
+                now,
+                self.policy(&o.kind).heat_half_life_sec,
+            );
             let value = match key {
                 "stage" => o.stage.to_string(),
                 "heat" => format!("{heat:.3}"),
@@ -78,10 +83,22 @@ impl Engine {
     }
 
     /// `create`: fail if it exists; `replace`: fail if it does not.
-    pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], create: bool, replace: bool) -> Result<()> {
+    pub fn setxattr(
+        &self,
+        ino: u64,
+        name: &[u8],
+        value: &[u8],
+        create: bool,
+        replace: bool,
+    ) -> Result<()> {
         let name_str = std::str::from_utf8(name).map_err(|_| EngineError::Unsupported)?;
         if let Some(key) = name_str.strip_prefix(PREFIX) {
-            let node = self.catalog.lock().read().node(ino)?.ok_or(EngineError::NoEntry)?;
+            let node = self
+                .catalog
+                .lock()
+                .read()
+                .node(ino)?
+                .ok_or(EngineError::NoEntry)?;
             if node.node_type != NodeType::File {
                 return Err(EngineError::Unsupported);
             }
@@ -97,11 +114,15 @@ impl Engine {
                     let s: f64 = std::str::from_utf8(value)
                         .ok()
                         .and_then(|v| v.trim().parse().ok())
-                        .ok_or_else(|| EngineError::Invalid("speed must be a decimal number".into()))?;
+                        .ok_or_else(|| {
+                            EngineError::Invalid("speed must be a decimal number".into())
+                        })?;
                     speed = Some(s);
                 }
                 k if READABLE.contains(&k) => {
-                    return Err(EngineError::NotPermitted(format!("{name_str} is read-only")))
+                    return Err(EngineError::NotPermitted(format!(
+                        "{name_str} is read-only"
+                    )))
                 }
                 _ => return Err(EngineError::Unsupported),
             }
@@ -153,7 +174,9 @@ impl Engine {
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> Result<()> {
         if name.starts_with(PREFIX.as_bytes()) {
-            return Err(EngineError::NotPermitted("rustdb attributes cannot be removed; set them instead".into()));
+            return Err(EngineError::NotPermitted(
+                "rustdb attributes cannot be removed; set them instead".into(),
+            ));
         }
         if self.catalog.lock().read().remove_xattr(ino, name)? {
             Ok(())

@@ -32,14 +32,15 @@ fn map_err(format: &str, e: ImageError) -> TransformError {
 }
 
 fn format_hint(input: &Input<'_>) -> Option<ImageFormat> {
-    ImageFormat::from_mime_type(input.format).or_else(|| ImageFormat::from_extension(ext(input.name)))
+    ImageFormat::from_mime_type(input.format)
+        .or_else(|| ImageFormat::from_extension(ext(input.name)))
 }
 
 /// Decodes the first frame with limits, EXIF orientation applied.
 pub(crate) fn decode(input: &Input<'_>, limits: &Limits) -> Result<DynamicImage, TransformError> {
     let f = input.format;
-    let mut reader = ImageReader::new(BufReader::new(File::open(input.path)?))
-        .with_guessed_format()?;
+    let mut reader =
+        ImageReader::new(BufReader::new(File::open(input.path)?)).with_guessed_format()?;
     if reader.format().is_none() {
         match format_hint(input) {
             Some(h) => reader.set_format(h),
@@ -64,7 +65,9 @@ pub(crate) fn decode(input: &Input<'_>, limits: &Limits) -> Result<DynamicImage,
             limits.max_image_pixels
         )));
     }
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| map_err(f, e))?;
     img.apply_orientation(orientation);
     Ok(img)
@@ -72,7 +75,8 @@ pub(crate) fn decode(input: &Input<'_>, limits: &Limits) -> Result<DynamicImage,
 
 /// White background under alpha; 8-bit gray stays gray, everything else becomes 8-bit RGB.
 fn flatten(img: DynamicImage) -> DynamicImage {
-    let blend = |c: u8, a: u8| -> u8 { ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8 };
+    let blend =
+        |c: u8, a: u8| -> u8 { ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8 };
     let gray = matches!(
         img,
         DynamicImage::ImageLuma8(_)
@@ -133,7 +137,9 @@ pub(crate) fn apply(
     };
     let (w, h) = (img.width(), img.height());
     if w > JPEG_MAX_SIDE || h > JPEG_MAX_SIDE {
-        return Err(TransformError::Limit(format!("{w}x{h} is too large for JPEG")));
+        return Err(TransformError::Limit(format!(
+            "{w}x{h} is too large for JPEG"
+        )));
     }
     encode_jpeg(&img, quality, out)?;
     Ok(Produced {
@@ -153,7 +159,11 @@ mod tests {
         for &b in data {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
@@ -169,11 +179,22 @@ mod tests {
         c
     }
 
-    fn run_on(bytes: &[u8], name: &str, format: &str, target: u8) -> Result<Produced, TransformError> {
+    fn run_on(
+        bytes: &[u8],
+        name: &str,
+        format: &str,
+        target: u8,
+    ) -> Result<Produced, TransformError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
-        let input = Input { path: &p, name, kind: Kind::Image, format, stage: 0 };
+        let input = Input {
+            path: &p,
+            name,
+            kind: Kind::Image,
+            format,
+            stage: 0,
+        };
         run(target, &input, &dir.path().join("out"), &Limits::default())
     }
 
@@ -184,7 +205,10 @@ mod tests {
         ihdr.extend_from_slice(&40000u32.to_be_bytes());
         ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
         png.extend(chunk(b"IHDR", &ihdr));
-        png.extend(chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+        png.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ));
         png.extend(chunk(b"IEND", &[]));
         let t = std::time::Instant::now();
         let r = run_on(&png, "big.png", "image/png", 1);
@@ -209,10 +233,18 @@ mod tests {
 
     #[test]
     fn alpha_is_flattened_onto_white() {
-        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(4, 4, image::Rgba([0, 0, 0, 0])));
+        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            4,
+            4,
+            image::Rgba([0, 0, 0, 0]),
+        ));
         let flat = flatten(img);
         assert_eq!(flat.as_rgb8().unwrap().get_pixel(0, 0).0, [255, 255, 255]);
-        let gray = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(2, 2, image::Luma([65535u16])));
+        let gray = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
+            2,
+            2,
+            image::Luma([65535u16]),
+        ));
         assert!(matches!(flatten(gray), DynamicImage::ImageLuma8(_)));
     }
 }
