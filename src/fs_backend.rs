@@ -264,6 +264,10 @@ impl Backend for MountBackend {
         self.engine.release(ino, writable, wrote)
     }
 
+    fn resume_writer(&self, ino: Ino) {
+        self.engine.resume_writer(ino)
+    }
+
     fn statfs(&self) -> Result<StatFs, FsError> {
         let s = self.engine.statfs().map_err(fs_error)?;
         Ok(StatFs {

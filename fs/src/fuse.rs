@@ -39,6 +39,9 @@ struct Handle {
     data: HandleData,
     writable: bool,
     wrote: AtomicBool,
+    /// The backend counts this handle as a writer. Cleared at flush (close(2) waits for flush,
+    /// not for release), set again if the handle writes after a flush.
+    registered: AtomicBool,
     passthrough: bool,
 }
 
@@ -132,6 +135,7 @@ impl<B: Backend> RustFs<B> {
                 data,
                 writable,
                 wrote: AtomicBool::new(false),
+                registered: AtomicBool::new(writable),
                 passthrough,
             }),
         );
@@ -192,6 +196,15 @@ impl<B: Backend> RustFs<B> {
         }
     }
 
+    /// Ends a handle's turn as a writer, once per registration.
+    fn finish_writer(&self, h: &Handle) {
+        if h.writable && h.registered.swap(false, Ordering::AcqRel) {
+            // Passthrough writes bypass us; a writable passthrough handle may have written.
+            let wrote = h.wrote.swap(false, Ordering::AcqRel) || h.passthrough;
+            self.backend.release(h.ino, true, wrote);
+        }
+    }
+
     /// A handle that could not get a backing id is served by reads instead.
     fn demote(&self, fh: u64) {
         let mut handles = self.handles.lock();
@@ -204,7 +217,8 @@ impl<B: Backend> RustFs<B> {
                     HandleData::Reader(r) => HandleData::Reader(r.clone()),
                 },
                 writable: h.writable,
-                wrote: AtomicBool::new(false),
+                wrote: AtomicBool::new(h.wrote.load(Ordering::Relaxed)),
+                registered: AtomicBool::new(h.registered.load(Ordering::Relaxed)),
                 passthrough: false,
             };
             handles.insert(fh, Arc::new(h));
@@ -289,7 +303,14 @@ impl<B: Backend> Filesystem for RustFs<B> {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.backend.lookup(self.ino(parent), name) {
+        let found = self.backend.lookup(self.ino(parent), name);
+        debug!(
+            parent = parent.0,
+            ?name,
+            generation = found.as_ref().ok().map(|a| a.generation),
+            "lookup"
+        );
+        match found {
             Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
             Err(e) => reply.error(e.errno()),
         }
@@ -427,6 +448,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
         let (cat_ino, generation) = self.ids.decode(ino.0);
         let mode = open_mode(flags.0);
         let writable = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        debug!(node = ino.0, ino = cat_ino, generation, writable, "open");
         match self.backend.open(cat_ino, generation, mode, &accessor(req)) {
             Ok(opened) => {
                 if writable && matches!(opened.data, OpenData::Reader(_)) {
@@ -502,6 +524,9 @@ impl<B: Backend> Filesystem for RustFs<B> {
             reply.error(Errno::EBADF);
             return;
         }
+        if !h.registered.swap(true, Ordering::AcqRel) {
+            self.backend.resume_writer(h.ino);
+        }
         h.wrote.store(true, Ordering::Relaxed);
         match f.write_all_at(data, offset) {
             Ok(()) => reply.written(data.len() as u32),
@@ -513,10 +538,15 @@ impl<B: Backend> Filesystem for RustFs<B> {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
+        // close(2) waits for flush (release comes later, asynchronously): written data becomes
+        // the file's new content before close returns.
+        if let Some(h) = self.handle(fh) {
+            self.finish_writer(&h);
+        }
         reply.ok();
     }
 
@@ -531,9 +561,12 @@ impl<B: Backend> Filesystem for RustFs<B> {
         reply: ReplyEmpty,
     ) {
         if let Some(h) = self.forget_handle(fh.0) {
-            // Passthrough writes bypass us; a writable passthrough handle may have written.
-            let wrote = h.wrote.load(Ordering::Relaxed) || (h.writable && h.passthrough);
-            self.backend.release(h.ino, h.writable, wrote);
+            debug!(ino = h.ino, writable = h.writable, "release");
+            if h.writable {
+                self.finish_writer(&h);
+            } else {
+                self.backend.release(h.ino, false, false);
+            }
         }
         reply.ok();
     }

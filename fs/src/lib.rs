@@ -174,8 +174,11 @@ pub trait Backend: Send + Sync + 'static {
         mode: OpenMode,
         who: &Accessor,
     ) -> Result<Opened, FsError>;
-    /// The last call for a handle. `writable` says how it was opened, `wrote` whether it changed data.
+    /// Ends one open (or, for a writer, one turn of writing: a writer is released at its first
+    /// flush). `writable` says how it was opened, `wrote` whether it changed data.
     fn release(&self, ino: Ino, writable: bool, wrote: bool);
+    /// A writer released at flush writes again (through a duplicated descriptor).
+    fn resume_writer(&self, ino: Ino);
     fn statfs(&self) -> Result<StatFs, FsError>;
     fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>, FsError>;
     fn setxattr(

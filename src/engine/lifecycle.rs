@@ -205,6 +205,7 @@ impl Engine {
             return Ok(Step::Unchanged);
         }
         if self.writers(object.id) > 0 {
+            tracing::debug!(object = object.id, "open for writing: not rewritten");
             return Ok(Step::Unchanged);
         }
         let path = self.path_of(object.id).unwrap_or_default();
@@ -545,7 +546,7 @@ impl Engine {
         let now = self.clock.now();
         let node = self.catalog.lock().read().node(o.id)?;
         let opens = self.opens.lock();
-        if opens.get(&o.id).is_some_and(|x| x.writers > 0) {
+        if opens.get(&o.id).is_some_and(|x| x.writers > 0 || x.dirty) {
             return Ok(());
         }
         let mut cat = self.catalog.lock();
@@ -693,7 +694,7 @@ impl Engine {
         let detected = detect(path.rsplit('/').next().unwrap_or(""), &head);
         let policy = self.policy(detected.kind.as_str()).clone();
         let opens = self.opens.lock();
-        if opens.get(&id).is_some_and(|x| x.writers > 0) {
+        if opens.get(&id).is_some_and(|x| x.writers > 0 || x.dirty) {
             self.store.remove(&dest);
             return Err(EngineError::Conflict(
                 "the file is open for writing; try again after it is closed".into(),

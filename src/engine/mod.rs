@@ -213,8 +213,13 @@ impl Engine {
         }
     }
 
+    /// Open writers, counting a pending finalize of written data as one.
     fn writers(&self, id: u64) -> u32 {
-        self.opens.lock().get(&id).map(|o| o.writers).unwrap_or(0)
+        self.opens
+            .lock()
+            .get(&id)
+            .map(|o| o.writers + u32::from(o.dirty))
+            .unwrap_or(0)
     }
 }
 

@@ -408,11 +408,12 @@ impl Engine {
         }
     }
 
-    /// The end of one open. The last writer's close makes written data the new original.
+    /// The end of one open. The last writer's close makes written data the new original; the
+    /// object stays marked dirty until that is committed, so no tick rewrites it meanwhile.
     pub fn release(&self, ino: u64, writable: bool, wrote: bool) {
         let finalize = {
             let mut opens = self.opens.lock();
-            let entry = opens.entry(ino).or_insert_with(Opens::default);
+            let entry = opens.entry(ino).or_default();
             if writable {
                 entry.writers = entry.writers.saturating_sub(1);
                 entry.dirty |= wrote;
@@ -420,9 +421,6 @@ impl Engine {
                 entry.readers = entry.readers.saturating_sub(1);
             }
             let finalize = writable && entry.writers == 0 && entry.dirty;
-            if finalize {
-                entry.dirty = false;
-            }
             if entry.readers == 0 && entry.writers == 0 && !entry.dirty {
                 opens.remove(&ino);
             }
@@ -432,7 +430,21 @@ impl Engine {
             if let Err(e) = self.finalize_write(ino) {
                 tracing::error!(object = ino, error = %e, "could not record written content");
             }
+            let mut opens = self.opens.lock();
+            if let Some(entry) = opens.get_mut(&ino) {
+                if entry.writers == 0 {
+                    entry.dirty = false;
+                }
+                if entry.readers == 0 && entry.writers == 0 && !entry.dirty {
+                    opens.remove(&ino);
+                }
+            }
         }
+    }
+
+    /// A writer that was released at flush writes again.
+    pub fn resume_writer(&self, ino: u64) {
+        self.opens.lock().entry(ino).or_default().writers += 1;
     }
 
     pub fn setattr(&self, ino: u64, set: &SetAttrs) -> Result<NodeView> {
@@ -462,8 +474,16 @@ impl Engine {
                 entry.writers
             };
             if writers == 0 {
-                self.opens.lock().remove(&ino);
                 self.finalize_write(ino)?;
+                let mut opens = self.opens.lock();
+                if opens
+                    .get(&ino)
+                    .is_some_and(|e| e.writers == 0 && e.readers == 0)
+                {
+                    opens.remove(&ino);
+                } else if let Some(e) = opens.get_mut(&ino) {
+                    e.dirty = e.writers > 0 && e.dirty;
+                }
             }
         }
         let mut cat = self.catalog.lock();

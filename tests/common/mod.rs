@@ -1,0 +1,330 @@
+//! Test harness: a real `rustdb up` process on a temporary storage directory and mount point,
+//! and a minimal HTTP/1.1 client for its API.
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const KEY: &str = "devkey";
+
+pub fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+/// Every corpus file, as (path relative to the corpus, bytes).
+pub fn corpus_files() -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let root = corpus();
+    for kind in std::fs::read_dir(&root).expect("shared/corpus is missing") {
+        let kind = kind.unwrap().path();
+        for f in std::fs::read_dir(&kind).unwrap() {
+            let f = f.unwrap().path();
+            let rel = f
+                .strip_prefix(&root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            out.push((rel, std::fs::read(&f).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Why real-mount tests cannot run here, if they cannot.
+pub fn mount_unavailable() -> Option<String> {
+    if !Path::new("/dev/fuse").exists() {
+        return Some("/dev/fuse is missing".into());
+    }
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        let has = |p: &str| {
+            std::env::var_os("PATH")
+                .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(p).is_file()))
+        };
+        if !has("fusermount3") {
+            return Some("not root and fusermount3 is missing".into());
+        }
+    }
+    None
+}
+
+/// Skips the calling test (loudly) when no kernel mount is possible.
+#[macro_export]
+macro_rules! require_mount {
+    () => {
+        if let Some(why) = common::mount_unavailable() {
+            eprintln!("SKIPPED real-mount test: {why}");
+            return;
+        }
+    };
+}
+
+pub struct Instance {
+    pub dir: tempfile::TempDir,
+    pub mount: PathBuf,
+    pub storage: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    extra: Vec<(String, String)>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(canonical) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let wanted = canonical.to_string_lossy().into_owned();
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
+}
+
+impl Instance {
+    /// Starts `rustdb up` with `env` added (e.g. a policy file).
+    pub fn start(env: &[(&str, &str)]) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let mut inst = Instance {
+            mount: dir.path().join("mnt"),
+            storage: dir.path().join("storage"),
+            port: free_port(),
+            dir,
+            child: None,
+            extra: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        inst.spawn();
+        inst
+    }
+
+    /// Starts again on the same storage and mount point.
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("rustdb.log"))
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rustdb"));
+        cmd.arg("up")
+            .arg("--storage-dir")
+            .arg(&self.storage)
+            .arg("--mount")
+            .arg(&self.mount)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .env("RUSTDB_API_KEYS", format!("{KEY}:default,otherkey:other"))
+            .env("RUSTDB_TICK_INTERVAL_SEC", "3600")
+            .env("RUSTDB_LOG", "debug,fuser=info,rustdb_api=info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        for (k, v) in &self.extra {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("cannot start rustdb"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if is_mounted(&self.mount) && self.try_get("/healthz").is_some_and(|(s, _)| s == 200) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("rustdb exited early ({status}); log:\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rustdb did not come up; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("rustdb.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGTERM and wait: the mount must be gone afterwards.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: plain kill(2) on our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let status = child.wait().unwrap();
+            assert!(
+                status.success(),
+                "rustdb exited with {status}; log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// SIGKILL, then clear the dead mount as an operator would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        let _ = Command::new("fusermount3")
+            .arg("-uz")
+            .arg(&self.mount)
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mount.join(rel)
+    }
+
+    pub fn try_get(&self, path: &str) -> Option<(u16, serde_json::Value)> {
+        request(self.port, "GET", path, None).ok()
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let (status, body) = request(self.port, "GET", path, None).unwrap();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    pub fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        request(self.port, "POST", path, Some(body)).unwrap()
+    }
+
+    pub fn force_tick(&self) -> serde_json::Value {
+        let (status, body) = self.post("/rot/run", serde_json::json!({"force": true}));
+        assert_eq!(status, 200, "tick: {body}");
+        body
+    }
+
+    /// The API's view of the object at `rel` (a path relative to the mount).
+    pub fn object(&self, rel: &str) -> Option<serde_json::Value> {
+        let list = self.get("/objects?include_deleted=true");
+        list["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|o| o["path"] == format!("/{rel}"))
+            .cloned()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.kill();
+        }
+    }
+}
+
+/// One HTTP/1.1 request with `Connection: close`; answers (status, JSON body or Null).
+pub fn request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> std::io::Result<(u16, serde_json::Value)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {KEY}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    let payload = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    Ok((
+        status,
+        serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Reads an extended attribute through the mount (None when absent).
+pub fn xattr(path: &Path, name: &str) -> Option<String> {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: valid C strings and a buffer of the length passed.
+    let len = unsafe { libc::getxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if len < 0 {
+        return None;
+    }
+    buf.truncate(len as usize);
+    Some(String::from_utf8(buf).unwrap())
+}
+
+pub fn set_xattr(path: &Path, name: &str, value: &str) -> std::io::Result<()> {
+    let p = CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = CString::new(name).unwrap();
+    // SAFETY: valid C strings and a value buffer of the length passed.
+    let rc = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Copies every corpus file into the mount, keeping the kind folders.
+pub fn copy_corpus_in(inst: &Instance) -> Vec<(String, Vec<u8>)> {
+    let files = corpus_files();
+    for (rel, bytes) in &files {
+        let dest = inst.path(rel);
+        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        std::fs::write(&dest, bytes).unwrap();
+    }
+    files
+}

@@ -1,0 +1,447 @@
+//! Real kernel mounts: `rustdb up` as users run it, driven through the mount and the API.
+//! These need /dev/fuse and root (or fusermount3); they say SKIPPED when they cannot run.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+
+use common::{copy_corpus_in, set_xattr, xattr, Instance};
+
+fn kind_of(rel: &str) -> &str {
+    rel.split('/').next().unwrap()
+}
+
+/// Names in the storage directory that belong to object `id`.
+fn backing_files(inst: &Instance, id: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in ["objects", "originals"] {
+        for e in std::fs::read_dir(inst.storage.join(dir)).unwrap() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            if name.split('.').next() == Some(id.to_string().as_str()) {
+                out.push(format!("{dir}/{name}"));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn mount_corpus_decays_through_every_stage() {
+    require_mount!();
+    let inst = Instance::start(&[]);
+    let files = copy_corpus_in(&inst);
+
+    // Every file reads back byte-identical at stage 0.
+    for (rel, bytes) in &files {
+        assert_eq!(
+            &std::fs::read(inst.path(rel)).unwrap(),
+            bytes,
+            "{rel} differs after copy-in"
+        );
+        assert_eq!(
+            xattr(&inst.path(rel), "user.rustdb.stage").as_deref(),
+            Some("0"),
+            "{rel}"
+        );
+        assert_eq!(
+            xattr(&inst.path(rel), "user.rustdb.original_size"),
+            Some(bytes.len().to_string()),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        xattr(&inst.path("images/coffee.png"), "user.rustdb.kind").as_deref(),
+        Some("image")
+    );
+    assert_eq!(
+        xattr(&inst.path("images/coffee.png"), "user.rustdb.format").as_deref(),
+        Some("image/png")
+    );
+    assert_eq!(
+        xattr(&inst.path("text/service-1.log"), "user.rustdb.kind").as_deref(),
+        Some("text")
+    );
+    assert_eq!(
+        xattr(&inst.path("sheets/msft.csv"), "user.rustdb.kind").as_deref(),
+        Some("spreadsheet")
+    );
+    assert_eq!(
+        xattr(&inst.path("docs/handbook-1.pdf"), "user.rustdb.kind").as_deref(),
+        Some("document")
+    );
+    assert_eq!(
+        xattr(&inst.path("binary/ledger.sqlite"), "user.rustdb.kind").as_deref(),
+        Some("binary")
+    );
+    assert!(xattr(
+        &inst.path("binary/ledger.sqlite"),
+        "user.rustdb.next_decay_at"
+    )
+    .is_some());
+
+    let ids: BTreeMap<String, u64> = files
+        .iter()
+        .map(|(rel, _)| {
+            (
+                rel.clone(),
+                inst.object(rel).expect("listed")["id"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut previous: BTreeMap<String, u64> = files
+        .iter()
+        .map(|(rel, b)| (rel.clone(), b.len() as u64))
+        .collect();
+
+    for stage in 1..=3u8 {
+        let report = inst.force_tick();
+        assert_eq!(report["failed"], 0, "tick to stage {stage}: {report}");
+        for (rel, original) in &files {
+            let path = inst.path(rel);
+            let got_stage = xattr(&path, "user.rustdb.stage").unwrap_or_default();
+            assert_eq!(got_stage, stage.to_string(), "{rel} after tick {stage}");
+            let bytes = std::fs::read(&path).unwrap();
+            let meta = std::fs::metadata(&path).unwrap();
+            assert_eq!(
+                meta.len(),
+                bytes.len() as u64,
+                "{rel}: stat size and read size agree"
+            );
+            assert!(!bytes.is_empty(), "{rel} is empty at stage {stage}");
+            let format = xattr(&path, "user.rustdb.format").unwrap();
+            match (kind_of(rel), stage) {
+                ("binary", 1) => {
+                    assert_eq!(
+                        &bytes, original,
+                        "{rel}: compressed binaries read back identical"
+                    );
+                    let stored = std::fs::metadata(
+                        inst.storage.join("objects").join(
+                            backing_files(&inst, ids[rel])
+                                .iter()
+                                .find(|f| f.starts_with("objects/"))
+                                .unwrap()
+                                .trim_start_matches("objects/"),
+                        ),
+                    )
+                    .unwrap()
+                    .len();
+                    assert!(
+                        stored < original.len() as u64,
+                        "{rel}: backing file shrank ({stored} bytes)"
+                    );
+                }
+                ("images", 1 | 2) if original.len() > 1024 => {
+                    assert_eq!(format, "image/jpeg", "{rel}");
+                    assert_eq!(&bytes[..3], &[0xff, 0xd8, 0xff], "{rel} is a JPEG");
+                    assert!(
+                        (bytes.len() as u64) < previous[rel],
+                        "{rel}: JPEG smaller than before"
+                    );
+                }
+                _ => {
+                    assert!(
+                        (bytes.len() as u64) <= previous[rel],
+                        "{rel}: stage {stage} is not larger than the stage before"
+                    );
+                    if kind_of(rel) != "binary" && original.len() > 4096 {
+                        assert!(
+                            bytes.len() < original.len(),
+                            "{rel}: summary smaller than the original"
+                        );
+                    }
+                }
+            }
+            previous.insert(rel.clone(), bytes.len() as u64);
+        }
+    }
+
+    // Stage 3 everywhere: a metadata stub (or kept bytes when a stub would not be smaller).
+    let stub = std::fs::read_to_string(inst.path("images/coffee.png")).unwrap();
+    assert!(
+        stub.contains("coffee.png"),
+        "the stub names the file: {stub}"
+    );
+
+    let report = inst.force_tick();
+    assert_eq!(report["failed"], 0, "{report}");
+    for (rel, _) in &files {
+        assert!(
+            !inst.path(rel).exists(),
+            "{rel} still in the mount after purge"
+        );
+        assert!(
+            backing_files(&inst, ids[rel]).is_empty(),
+            "{rel} still has backing files"
+        );
+        let tomb = inst.object(rel).expect("tombstone listed");
+        assert_eq!(tomb["deleted"], true);
+        assert_eq!(tomb["stage"], 4);
+    }
+    let listing: Vec<_> = std::fs::read_dir(inst.path("images")).unwrap().collect();
+    assert!(listing.is_empty(), "purged files vanish from listings");
+}
+
+#[test]
+fn mount_keep_original_restores_byte_identical() {
+    require_mount!();
+    let inst = Instance::start(&[]);
+    let original = std::fs::read(common::corpus().join("images/astronaut.png")).unwrap();
+    let path = inst.path("astronaut.png");
+    std::fs::write(&path, &original).unwrap();
+    set_xattr(&path, "user.rustdb.keep_original", "1").unwrap();
+    assert_eq!(
+        xattr(&path, "user.rustdb.keep_original").as_deref(),
+        Some("1")
+    );
+    assert!(xattr(&path, "user.rustdb.restore_until").is_none());
+
+    let report = inst.force_tick();
+    assert_eq!(
+        xattr(&path, "user.rustdb.stage").as_deref(),
+        Some("1"),
+        "{report}\n{}",
+        inst.log()
+    );
+    let warm = std::fs::read(&path).unwrap();
+    assert!(warm.len() < original.len());
+    let until: i64 = xattr(&path, "user.rustdb.restore_until")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(until > now, "restore window is open");
+
+    let id = inst.object("astronaut.png").unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let (status, state) = inst.post(&format!("/rot/restore/{id}"), serde_json::json!({}));
+    assert_eq!(status, 200, "{state}");
+    assert_eq!(state["stage"], 0);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        original,
+        "restored byte-identical"
+    );
+    assert_eq!(xattr(&path, "user.rustdb.stage").as_deref(), Some("0"));
+    assert_eq!(
+        xattr(&path, "user.rustdb.format").as_deref(),
+        Some("image/png")
+    );
+
+    // Without a kept original, a lossy file cannot be restored: 409 says what is left.
+    let other = inst.path("plain.png");
+    std::fs::write(&other, &original).unwrap();
+    inst.force_tick();
+    let id = inst.object("plain.png").unwrap()["id"].as_u64().unwrap();
+    let (status, body) = inst.post(&format!("/rot/restore/{id}"), serde_json::json!({}));
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("stage 1"),
+        "{body}"
+    );
+}
+
+#[test]
+fn mount_open_is_an_access_and_listing_is_not() {
+    require_mount!();
+    let inst = Instance::start(&[]);
+    let path = inst.path("notes.md");
+    std::fs::write(&path, "# Notes\n\nSome text.\n").unwrap();
+    let heat = |p: &std::path::Path| {
+        xattr(p, "user.rustdb.heat")
+            .unwrap()
+            .parse::<f64>()
+            .unwrap()
+    };
+    let before = heat(&path);
+    for _ in 0..3 {
+        let _ = std::fs::metadata(&path).unwrap();
+        let _ = std::fs::read_dir(&inst.mount).unwrap().count();
+    }
+    assert_eq!(heat(&path), before, "stat and listing are not accesses");
+    for _ in 0..3 {
+        std::fs::read(&path).unwrap();
+    }
+    assert!(
+        heat(&path) >= before + 3.0 - 0.01,
+        "three opens add heat: {} -> {}",
+        before,
+        heat(&path)
+    );
+}
+
+#[test]
+fn mount_reader_keeps_its_bytes_across_a_rewrite() {
+    require_mount!();
+    let inst = Instance::start(&[]);
+    let original = std::fs::read(common::corpus().join("images/chelsea.png")).unwrap();
+    let path = inst.path("cat.png");
+    std::fs::write(&path, &original).unwrap();
+    let mut held = std::fs::File::open(&path).unwrap();
+    let mut first = vec![0u8; 4096];
+    held.read_exact(&mut first).unwrap();
+
+    inst.force_tick();
+    // The old handle still reads the generation it opened, to the end.
+    let mut rest = Vec::new();
+    held.read_to_end(&mut rest).unwrap();
+    first.extend(rest);
+    assert_eq!(
+        first, original,
+        "an open reader keeps reading what it opened"
+    );
+    held.seek(SeekFrom::Start(0)).unwrap();
+    let mut again = vec![0u8; 8];
+    held.read_exact(&mut again).unwrap();
+    assert_eq!(&again, &original[..8]);
+
+    // A new open sees the new artifact and its new size.
+    let now = std::fs::read(&path).unwrap();
+    assert_eq!(&now[..3], &[0xff, 0xd8, 0xff], "{}", inst.log());
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), now.len() as u64);
+    drop(held);
+}
+
+#[test]
+fn mount_writes_make_new_original_content_and_block_decay() {
+    require_mount!();
+    let inst = Instance::start(&[]);
+    let path = inst.path("diary.txt");
+    let text = "Dear diary. ".repeat(2000);
+    std::fs::write(&path, &text).unwrap();
+    inst.force_tick();
+    assert_eq!(xattr(&path, "user.rustdb.stage").as_deref(), Some("1"));
+    let summary = std::fs::read_to_string(&path).unwrap();
+    assert!(summary.len() < text.len());
+
+    // Appending to a decayed file: its bytes (summary + addition) become stage-0 content.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    f.write_all(b"\nP.S. hello").unwrap();
+    // Open for writing: a forced tick must not rewrite it.
+    inst.force_tick();
+    drop(f);
+    assert_eq!(xattr(&path, "user.rustdb.stage").as_deref(), Some("0"));
+    let now = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(now, format!("{summary}\nP.S. hello"));
+    assert_eq!(
+        xattr(&path, "user.rustdb.original_size"),
+        Some(now.len().to_string())
+    );
+
+    // Writing to a compressed binary decodes it first, transparently.
+    let bin = inst.path("blob.bin");
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&bin, &data).unwrap();
+    inst.force_tick();
+    assert_eq!(xattr(&bin, "user.rustdb.stage").as_deref(), Some("1"));
+    let mut f = std::fs::OpenOptions::new().write(true).open(&bin).unwrap();
+    f.seek(SeekFrom::Start(10)).unwrap();
+    f.write_all(b"XYZ").unwrap();
+    drop(f);
+    let mut expect = data.clone();
+    expect[10..13].copy_from_slice(b"XYZ");
+    assert_eq!(std::fs::read(&bin).unwrap(), expect);
+    assert_eq!(xattr(&bin, "user.rustdb.stage").as_deref(), Some("0"));
+}
+
+#[test]
+fn mount_namespace_operations_behave_like_a_filesystem() {
+    require_mount!();
+    let inst = Instance::start(&[]);
+    let m = &inst.mount;
+    std::fs::create_dir_all(m.join("a/b")).unwrap();
+    std::fs::write(m.join("a/b/f.txt"), "one").unwrap();
+    std::fs::write(m.join("a/g.txt"), "two").unwrap();
+    // rename over an existing file
+    std::fs::rename(m.join("a/g.txt"), m.join("a/b/f.txt")).unwrap();
+    assert_eq!(std::fs::read_to_string(m.join("a/b/f.txt")).unwrap(), "two");
+    assert!(!m.join("a/g.txt").exists());
+    // truncate, chmod, symlink, readlink
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.join("a/b/f.txt"))
+        .unwrap();
+    f.set_len(1).unwrap();
+    drop(f);
+    assert_eq!(std::fs::read_to_string(m.join("a/b/f.txt")).unwrap(), "t");
+    std::fs::set_permissions(
+        m.join("a/b/f.txt"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(m.join("a/b/f.txt")).unwrap().mode() & 0o777,
+        0o640
+    );
+    std::os::unix::fs::symlink("b/f.txt", m.join("a/link")).unwrap();
+    assert_eq!(
+        std::fs::read_link(m.join("a/link")).unwrap().to_str(),
+        Some("b/f.txt")
+    );
+    assert_eq!(std::fs::read_to_string(m.join("a/link")).unwrap(), "t");
+    // rmdir of a non-empty directory fails; unlink then rmdir works
+    assert!(std::fs::remove_dir(m.join("a/b")).is_err());
+    std::fs::remove_file(m.join("a/b/f.txt")).unwrap();
+    std::fs::remove_dir(m.join("a/b")).unwrap();
+    // user xattrs are stored as given; rustdb ones validate
+    set_xattr(&m.join("a"), "user.color", "blue").unwrap();
+    assert_eq!(xattr(&m.join("a"), "user.color").as_deref(), Some("blue"));
+    std::fs::write(m.join("x.txt"), "x").unwrap();
+    assert!(set_xattr(&m.join("x.txt"), "user.rustdb.speed", "fast").is_err());
+    set_xattr(&m.join("x.txt"), "user.rustdb.speed", "2.5").unwrap();
+    assert_eq!(
+        xattr(&m.join("x.txt"), "user.rustdb.speed").as_deref(),
+        Some("2.5")
+    );
+    // legal hold: no delete, no decay
+    set_xattr(&m.join("x.txt"), "user.rustdb.hold", "1").unwrap();
+    assert!(std::fs::remove_file(m.join("x.txt")).is_err());
+    inst.force_tick();
+    assert_eq!(
+        xattr(&m.join("x.txt"), "user.rustdb.stage").as_deref(),
+        Some("0")
+    );
+    // statfs answers
+    let st = nix::sys::statvfs::statvfs(m).unwrap();
+    assert!(st.blocks() > 0);
+}
+
+#[test]
+fn mount_pin_and_speed_through_xattrs() {
+    require_mount!();
+    let inst = Instance::start(&[]);
+    let text = "A line of text that repeats. ".repeat(500);
+    for name in ["pinned.txt", "slow.txt", "fast.txt"] {
+        std::fs::write(inst.path(name), &text).unwrap();
+    }
+    set_xattr(&inst.path("pinned.txt"), "user.rustdb.pinned", "1").unwrap();
+    set_xattr(&inst.path("slow.txt"), "user.rustdb.speed", "0.5").unwrap();
+    set_xattr(&inst.path("fast.txt"), "user.rustdb.speed", "2").unwrap();
+    inst.force_tick();
+    let stage = |n: &str| xattr(&inst.path(n), "user.rustdb.stage").unwrap();
+    assert_eq!(
+        (stage("pinned.txt"), stage("slow.txt"), stage("fast.txt")),
+        ("0".into(), "0".into(), "2".into())
+    );
+    inst.force_tick();
+    assert_eq!(
+        (stage("pinned.txt"), stage("slow.txt")),
+        ("0".into(), "1".into())
+    );
+    assert!(
+        !inst.path("fast.txt").exists(),
+        "speed 2 purges after the stub"
+    );
+}
