@@ -47,7 +47,9 @@ impl DocInfo {
 
     fn paragraph(&mut self, p: &str) {
         let p = squash_ws(p);
-        if !p.is_empty() && self.collected < COLLECT_CHARS {
+        // Bare numbers and labels (table cells, page numbers) say little in a summary.
+        let letters = p.chars().filter(|c| c.is_alphabetic()).count();
+        if letters >= 3 && self.collected < COLLECT_CHARS {
             let p = clip_ellipsis(&p, 2000);
             self.collected += p.len();
             self.paragraphs.push(p);
@@ -269,7 +271,7 @@ fn read_body(
                             let n = info.count.map(|c| c.1).unwrap_or(0) + 1;
                             info.count = Some(("slides", n));
                             let t = slide_title.take().unwrap_or_default();
-                            info.heading(&format!("Slide {n}: {t}"));
+                            info.heading(&format!("{n}. {t}"));
                         }
                     }
                     _ => {}
@@ -280,7 +282,7 @@ fn read_body(
         !info.full()
     })?;
     if let (Some(n), Some(t)) = (slide, slide_title) {
-        info.heading(&format!("Slide {n}: {t}"));
+        info.heading(&format!("{n}. {t}"));
     }
     Ok(())
 }

@@ -215,6 +215,8 @@ struct SheetStats {
     sample: Vec<Vec<String>>,
     /// Set when reading stopped at the scan limit.
     partial: bool,
+    /// Comment rows found above the header.
+    comments: Vec<String>,
 }
 
 impl SheetStats {
@@ -227,7 +229,7 @@ impl SheetStats {
                 ..Default::default()
             })
             .collect();
-        SheetStats { name, rows: 0, columns, sample: Vec::new(), partial: false }
+        SheetStats { name, rows: 0, columns, sample: Vec::new(), partial: false, comments: Vec::new() }
     }
 
     fn ensure_columns(&mut self, n: usize) {
@@ -453,12 +455,23 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
     let mut out = Vec::new();
     for name in names.iter().take(MAX_SHEETS) {
         let range = wb.worksheet_range(name).map_err(bad)?;
-        let mut rows = range.rows();
+        let mut rows = range.rows().peekable();
+        // Leading comment rows ("# Data source: ...", alone in their row) precede the header.
+        let mut comments = Vec::new();
+        while let Some(r) = rows.peek() {
+            let filled: Vec<String> = r.iter().filter(|c| **c != Data::Empty).map(|c| c.to_string()).collect();
+            if filled.len() != 1 || !filled[0].starts_with('#') || comments.len() >= 10 {
+                break;
+            }
+            comments.push(clip_ellipsis(&filled[0], 200));
+            rows.next();
+        }
         let header: Vec<String> = rows
             .next()
             .map(|r| r.iter().take(MAX_COLUMNS * 4).map(|c| c.to_string()).collect())
             .unwrap_or_default();
         let mut st = SheetStats::new(name.clone(), header);
+        st.comments = comments;
         for r in rows {
             let vals: Vec<(Val<'_>, String)> = r.iter().map(cell_val).collect();
             let disp: Vec<String> = vals.iter().map(|(_, s)| s.clone()).collect();
@@ -490,6 +503,9 @@ fn workbook_text(input: &Input<'_>, sheets: &[SheetStats], full: bool, samples: 
     let _ = writeln!(s, "workbook: {} ({}), {} sheet(s)", input.name, input.format, sheets.len());
     for st in sheets {
         let _ = writeln!(s, "sheet \"{}\": {} rows x {} columns", st.name, st.rows, st.columns.len());
+        for c in &st.comments {
+            let _ = writeln!(s, "  note: {c}");
+        }
         for c in st.columns.iter().take(MAX_COLUMNS) {
             let _ = writeln!(s, "{}", column_line(c, full));
         }
@@ -514,7 +530,7 @@ fn workbook_text(input: &Input<'_>, sheets: &[SheetStats], full: bool, samples: 
 fn compact_workbook_text(text: &str, budget: usize) -> String {
     let kept: Vec<String> = text
         .lines()
-        .filter(|l| !l.starts_with("    |") && !l.starts_with("  first "))
+        .filter(|l| !l.starts_with("    |") && !l.starts_with("  first ") && !l.starts_with("  note: "))
         .map(|l| {
             if l.starts_with("  - ") {
                 let mut parts = l.splitn(3, "; ");
