@@ -54,7 +54,12 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Compress `src` into `dst` in independent zstd chunks with an index. Streams: never holds
 /// more than a chunk and its frame in memory. fsync is the caller's job. Returns the container
 /// length.
-pub fn compress_file(src: &Path, dst: &Path, chunk: usize, level: i32) -> Result<u64, TransformError> {
+pub fn compress_file(
+    src: &Path,
+    dst: &Path,
+    chunk: usize,
+    level: i32,
+) -> Result<u64, TransformError> {
     if chunk == 0 || chunk > MAX_CHUNK {
         return Err(TransformError::Limit(format!(
             "chunk size {chunk} outside 1..={MAX_CHUNK}"
@@ -222,10 +227,13 @@ impl ChunkedReader {
         let mut frame = vec![0u8; flen as usize];
         self.file.read_exact_at(&mut frame, off)?;
         let want = self.chunk_len(i);
-        let data = zstd::bulk::decompress(&frame, want)
-            .map_err(|e| corrupt(format!("chunk {i}: {e}")))?;
+        let data =
+            zstd::bulk::decompress(&frame, want).map_err(|e| corrupt(format!("chunk {i}: {e}")))?;
         if data.len() != want {
-            return Err(corrupt(format!("chunk {i} decodes to {} bytes, want {want}", data.len())));
+            return Err(corrupt(format!(
+                "chunk {i} decodes to {} bytes, want {want}",
+                data.len()
+            )));
         }
         let data = Arc::new(data);
         if let Ok(mut guard) = self.cache.lock() {
@@ -285,7 +293,11 @@ mod tests {
 
     fn round_trip(data: &[u8], chunk: usize) {
         let dir = tempfile::tempdir().unwrap();
-        let (src, dst, back) = (dir.path().join("s"), dir.path().join("c"), dir.path().join("b"));
+        let (src, dst, back) = (
+            dir.path().join("s"),
+            dir.path().join("c"),
+            dir.path().join("b"),
+        );
         std::fs::write(&src, data).unwrap();
         let clen = compress_file(&src, &dst, chunk, 3).unwrap();
         assert_eq!(clen, std::fs::metadata(&dst).unwrap().len());
@@ -295,7 +307,11 @@ mod tests {
         assert_eq!(r.len(), data.len() as u64);
         let mut seed = 0x2545F4914F6CDD1D_u64;
         for _ in 0..200 {
-            let off = if data.is_empty() { 0 } else { xorshift(&mut seed) % (data.len() as u64 + 10) };
+            let off = if data.is_empty() {
+                0
+            } else {
+                xorshift(&mut seed) % (data.len() as u64 + 10)
+            };
             let want = (xorshift(&mut seed) % (3 * chunk as u64)) as usize;
             let mut buf = vec![0u8; want];
             let n = r.read_at(off, &mut buf).unwrap();
@@ -310,7 +326,12 @@ mod tests {
     fn round_trips() {
         let mut seed = 7u64;
         let random: Vec<u8> = (0..300_000).map(|_| xorshift(&mut seed) as u8).collect();
-        let repetitive: Vec<u8> = b"abcabcabd".iter().cycle().take(1_000_003).copied().collect();
+        let repetitive: Vec<u8> = b"abcabcabd"
+            .iter()
+            .cycle()
+            .take(1_000_003)
+            .copied()
+            .collect();
         round_trip(&[], 1024);
         round_trip(b"x", 1024);
         round_trip(&random, 4096);
@@ -334,7 +355,10 @@ mod tests {
         let full = std::fs::read(&dst).unwrap();
         for cut in [0, 5, 24, 40, full.len() / 2, full.len() - 1] {
             std::fs::write(&dst, &full[..cut]).unwrap();
-            assert!(ChunkedReader::open(File::open(&dst).unwrap()).is_err(), "cut {cut}");
+            assert!(
+                ChunkedReader::open(File::open(&dst).unwrap()).is_err(),
+                "cut {cut}"
+            );
             assert!(decompress_file(&dst, &dir.path().join("o")).is_err());
         }
         // Corrupt a frame body: open succeeds (index is fine), reads fail cleanly.

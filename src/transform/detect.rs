@@ -7,7 +7,8 @@ pub(crate) const MIME_DOCX: &str =
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
 pub(crate) const MIME_PPTX: &str =
     "application/vnd.openxmlformats-officedocument.presentationml.presentation";
-pub(crate) const MIME_XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+pub(crate) const MIME_XLSX: &str =
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 pub(crate) const MIME_XLSM: &str = "application/vnd.ms-excel.sheet.macroEnabled.12";
 pub(crate) const MIME_ODT: &str = "application/vnd.oasis.opendocument.text";
 pub(crate) const MIME_ODP: &str = "application/vnd.oasis.opendocument.presentation";
@@ -136,10 +137,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 
 fn zip_kind(e: &str, head: &[u8]) -> Detected {
     if let Some(d) = by_extension(e) {
-        if matches!(
-            e,
-            "docx" | "pptx" | "xlsx" | "xlsm" | "odt" | "odp" | "ods"
-        ) {
+        if matches!(e, "docx" | "pptx" | "xlsx" | "xlsm" | "odt" | "odp" | "ods") {
             return d;
         }
     }

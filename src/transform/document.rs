@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::detect::{MIME_DOC, MIME_DOCX, MIME_ODP, MIME_ODT, MIME_PPT, MIME_PPTX};
-use super::util::{clip, clip_ellipsis, ext, file_len, fit_lines, read_bounded, squash_ws, write_out};
+use super::util::{
+    clip, clip_ellipsis, ext, file_len, fit_lines, read_bounded, squash_ws, write_out,
+};
 use super::xml::{walk, XmlEvent};
 use super::ziplimit::LimitedZip;
 use super::{Encoding, Input, Limits, Produced, TransformError};
@@ -137,7 +139,12 @@ fn compact(stage1: &str, budget: usize) -> String {
 // ---------------------------------------------------------------------------------------------
 // XML-based formats
 
-fn read_props(zip: &mut LimitedZip, name: &str, info: &mut DocInfo, limits: &Limits) -> Result<(), TransformError> {
+fn read_props(
+    zip: &mut LimitedZip,
+    name: &str,
+    info: &mut DocInfo,
+    limits: &Limits,
+) -> Result<(), TransformError> {
     let Some(data) = zip.read(name)? else {
         return Ok(());
     };
@@ -217,7 +224,8 @@ fn read_body(
                     "pStyle" => {
                         if let Some((_, v)) = attrs.iter().find(|(k, _)| k == "val") {
                             let v = v.to_ascii_lowercase();
-                            style_heading = v.starts_with("heading") || v == "title" || v == "subtitle";
+                            style_heading =
+                                v.starts_with("heading") || v == "title" || v == "subtitle";
                         }
                     }
                     "sp" => title_shape = false,
@@ -226,10 +234,8 @@ fn read_body(
                             .iter()
                             .any(|(k, v)| k == "type" && (v == "title" || v == "ctrTitle"));
                     }
-                    "frame" => {
-                        if attrs.iter().any(|(k, v)| k == "class" && v == "title") {
-                            slide_title_frame_depth = Some(depth);
-                        }
+                    "frame" if attrs.iter().any(|(k, v)| k == "class" && v == "title") => {
+                        slide_title_frame_depth = Some(depth);
                     }
                     "t" => in_t = true,
                     "tab" | "s" | "br" | "line-break" => cur.push(' '),
@@ -251,7 +257,8 @@ fn read_body(
                     "p" | "h" if p_depth > 0 => {
                         p_depth -= 1;
                         if p_depth == 0 {
-                            let in_title = slide.is_some() && (title_shape || slide_title_frame_depth.is_some());
+                            let in_title = slide.is_some()
+                                && (title_shape || slide_title_frame_depth.is_some());
                             if in_title {
                                 if slide_title.is_none() {
                                     slide_title = some_text(&cur);
@@ -264,15 +271,15 @@ fn read_body(
                             cur.clear();
                         }
                     }
-                    "frame" if slide_title_frame_depth == Some(depth) => slide_title_frame_depth = None,
-                    "page" => {
-                        // OpenDocument presentations: one draw:page per slide.
-                        if slide.is_some() {
-                            let n = info.count.map(|c| c.1).unwrap_or(0) + 1;
-                            info.count = Some(("slides", n));
-                            let t = slide_title.take().unwrap_or_default();
-                            info.heading(&format!("{n}. {t}"));
-                        }
+                    "frame" if slide_title_frame_depth == Some(depth) => {
+                        slide_title_frame_depth = None
+                    }
+                    // OpenDocument presentations: one draw:page per slide.
+                    "page" if slide.is_some() => {
+                        let n = info.count.map(|c| c.1).unwrap_or(0) + 1;
+                        info.count = Some(("slides", n));
+                        let t = slide_title.take().unwrap_or_default();
+                        info.heading(&format!("{n}. {t}"));
                     }
                     _ => {}
                 }
@@ -288,7 +295,10 @@ fn read_body(
 }
 
 fn slide_number(name: &str) -> Option<usize> {
-    name.strip_prefix("ppt/slides/slide")?.strip_suffix(".xml")?.parse().ok()
+    name.strip_prefix("ppt/slides/slide")?
+        .strip_suffix(".xml")?
+        .parse()
+        .ok()
 }
 
 fn zip_doc(input: &Input<'_>, limits: &Limits, which: &str) -> Result<DocInfo, TransformError> {
@@ -299,7 +309,9 @@ fn zip_doc(input: &Input<'_>, limits: &Limits, which: &str) -> Result<DocInfo, T
         "docx" => {
             read_props(&mut zip, "docProps/core.xml", &mut info, limits)?;
             read_props(&mut zip, "docProps/app.xml", &mut info, limits)?;
-            let body = zip.read("word/document.xml")?.ok_or_else(|| missing("word/document.xml"))?;
+            let body = zip
+                .read("word/document.xml")?
+                .ok_or_else(|| missing("word/document.xml"))?;
             read_body(&body, limits, &mut info, Some("t"), None)?;
         }
         "pptx" => {
@@ -319,7 +331,9 @@ fn zip_doc(input: &Input<'_>, limits: &Limits, which: &str) -> Result<DocInfo, T
         }
         _ => {
             read_props(&mut zip, "meta.xml", &mut info, limits)?;
-            let body = zip.read("content.xml")?.ok_or_else(|| missing("content.xml"))?;
+            let body = zip
+                .read("content.xml")?
+                .ok_or_else(|| missing("content.xml"))?;
             let slide = (which == "odp").then_some(0);
             if slide.is_some() {
                 info.count = None;
@@ -337,7 +351,10 @@ fn pdf_doc(input: &Input<'_>, limits: &Limits) -> Result<DocInfo, TransformError
     let f = input.format;
     let (data, truncated) = read_bounded(input.path, limits.max_alloc_bytes)?;
     if truncated {
-        return Err(TransformError::Limit(format!("pdf larger than {} bytes", limits.max_alloc_bytes)));
+        return Err(TransformError::Limit(format!(
+            "pdf larger than {} bytes",
+            limits.max_alloc_bytes
+        )));
     }
     let doc = lopdf::Document::load_mem(&data).map_err(|e| TransformError::decode(f, e))?;
     drop(data);
@@ -348,7 +365,12 @@ fn pdf_doc(input: &Input<'_>, limits: &Limits) -> Result<DocInfo, TransformError
         _ => None,
     });
     if let Some(d) = dict {
-        let get = |k: &[u8]| d.get(k).ok().and_then(|o| lopdf::decode_text_string(o).ok()).and_then(|s| some_text(&s));
+        let get = |k: &[u8]| {
+            d.get(k)
+                .ok()
+                .and_then(|o| lopdf::decode_text_string(o).ok())
+                .and_then(|s| some_text(&s))
+        };
         info.title = get(b"Title");
         info.author = get(b"Author");
     }
@@ -388,7 +410,11 @@ fn printable_strings(data: &[u8], max: usize) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let push = |s: String, out: &mut Vec<String>| {
         let s = squash_ws(&s);
-        if s.len() >= 8 && s.chars().filter(|c| c.is_alphabetic()).count() * 2 >= s.len() && !out.contains(&s) && out.len() < max {
+        if s.len() >= 8
+            && s.chars().filter(|c| c.is_alphabetic()).count() * 2 >= s.len()
+            && !out.contains(&s)
+            && out.len() < max
+        {
             out.push(clip_ellipsis(&s, 200));
         }
     };
@@ -407,7 +433,12 @@ fn printable_strings(data: &[u8], max: usize) -> Vec<String> {
     for pair in data.chunks_exact(2) {
         let u = u16::from_le_bytes([pair[0], pair[1]]);
         match char::from_u32(u as u32) {
-            Some(c) if ((0x20..0x180).contains(&u) || (0x370..0x530).contains(&u)) && (c.is_alphanumeric() || c.is_ascii_punctuation() || c == ' ') => cur.push(c),
+            Some(c)
+                if ((0x20..0x180).contains(&u) || (0x370..0x530).contains(&u))
+                    && (c.is_alphanumeric() || c.is_ascii_punctuation() || c == ' ') =>
+            {
+                cur.push(c)
+            }
             _ => push(std::mem::take(&mut cur), &mut out),
         }
     }
@@ -421,7 +452,8 @@ fn ole_doc(input: &Input<'_>) -> Result<DocInfo, TransformError> {
     for s in printable_strings(&data, 60) {
         info.paragraph(&s);
     }
-    info.extra.push("content: legacy binary format, metadata and printable strings only".into());
+    info.extra
+        .push("content: legacy binary format, metadata and printable strings only".into());
     Ok(info)
 }
 
@@ -447,13 +479,31 @@ fn which(input: &Input<'_>) -> &'static str {
     }
 }
 
-pub(crate) fn apply(target: u8, input: &Input<'_>, out: &Path, limits: &Limits) -> Result<Produced, TransformError> {
+pub(crate) fn apply(
+    target: u8,
+    input: &Input<'_>,
+    out: &Path,
+    limits: &Limits,
+) -> Result<Produced, TransformError> {
     let size = file_len(input.path)?;
-    let cap = |b: usize| if size > 256 { b.min(size as usize * 3 / 4) } else { b };
-    let budget = cap(if target >= 2 { STAGE2_BUDGET } else { STAGE1_BUDGET });
+    let cap = |b: usize| {
+        if size > 256 {
+            b.min(size as usize * 3 / 4)
+        } else {
+            b
+        }
+    };
+    let budget = cap(if target >= 2 {
+        STAGE2_BUDGET
+    } else {
+        STAGE1_BUDGET
+    });
     let (text, note) = if input.stage >= 1 {
         let (data, _) = read_bounded(input.path, limits.max_text_scan_bytes)?;
-        (compact(&String::from_utf8_lossy(&data), budget), "document metadata".to_string())
+        (
+            compact(&String::from_utf8_lossy(&data), budget),
+            "document metadata".to_string(),
+        )
     } else {
         let kind = which(input);
         let info = match kind {
@@ -462,7 +512,10 @@ pub(crate) fn apply(target: u8, input: &Input<'_>, out: &Path, limits: &Limits) 
             other => zip_doc(input, limits, other)?,
         };
         let stage1 = render_stage1(input, &info, size, cap(STAGE1_BUDGET));
-        let count = info.count.map(|(l, n)| format!(", {n} {l}")).unwrap_or_default();
+        let count = info
+            .count
+            .map(|(l, n)| format!(", {n} {l}"))
+            .unwrap_or_default();
         if target >= 2 {
             (compact(&stage1, budget), format!("{kind} metadata{count}"))
         } else {
@@ -470,7 +523,11 @@ pub(crate) fn apply(target: u8, input: &Input<'_>, out: &Path, limits: &Limits) 
         }
     };
     write_out(out, text.as_bytes())?;
-    Ok(Produced { format: "text/plain".into(), encoding: Encoding::Plain, note })
+    Ok(Produced {
+        format: "text/plain".into(),
+        encoding: Encoding::Plain,
+        note,
+    })
 }
 
 #[cfg(test)]

@@ -32,14 +32,15 @@ fn map_err(format: &str, e: ImageError) -> TransformError {
 }
 
 fn format_hint(input: &Input<'_>) -> Option<ImageFormat> {
-    ImageFormat::from_mime_type(input.format).or_else(|| ImageFormat::from_extension(ext(input.name)))
+    ImageFormat::from_mime_type(input.format)
+        .or_else(|| ImageFormat::from_extension(ext(input.name)))
 }
 
 /// Decodes the first frame with limits, EXIF orientation applied.
 pub(crate) fn decode(input: &Input<'_>, limits: &Limits) -> Result<DynamicImage, TransformError> {
     let f = input.format;
-    let mut reader = ImageReader::new(BufReader::new(File::open(input.path)?))
-        .with_guessed_format()?;
+    let mut reader =
+        ImageReader::new(BufReader::new(File::open(input.path)?)).with_guessed_format()?;
     if reader.format().is_none() {
         match format_hint(input) {
             Some(h) => reader.set_format(h),
@@ -68,7 +69,9 @@ pub(crate) fn decode(input: &Input<'_>, limits: &Limits) -> Result<DynamicImage,
             limits.max_image_pixels
         )));
     }
-    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
     let mut img = match DynamicImage::from_decoder(decoder) {
         Ok(img) => img,
         Err(ImageError::Unsupported(u)) if is_tiff(&u) => tiff_or(input.path, limits, f, u)?,
@@ -79,7 +82,10 @@ pub(crate) fn decode(input: &Input<'_>, limits: &Limits) -> Result<DynamicImage,
 }
 
 fn is_tiff(u: &image::error::UnsupportedError) -> bool {
-    matches!(u.format_hint(), image::error::ImageFormatHint::Exact(ImageFormat::Tiff))
+    matches!(
+        u.format_hint(),
+        image::error::ImageFormatHint::Exact(ImageFormat::Tiff)
+    )
 }
 
 /// The tiff fallback, reporting the original error when the fallback cannot decode either.
@@ -90,7 +96,9 @@ fn tiff_or(
     u: image::error::UnsupportedError,
 ) -> Result<DynamicImage, TransformError> {
     tiff_fallback(path, limits).map_err(|e| match e {
-        TransformError::Decode { reason, .. } => TransformError::decode(f, format!("{u}; {reason}")),
+        TransformError::Decode { reason, .. } => {
+            TransformError::decode(f, format!("{u}; {reason}"))
+        }
         other => other,
     })
 }
@@ -105,17 +113,26 @@ fn tiff_fallback(path: &Path, limits: &Limits) -> Result<DynamicImage, Transform
     let cap = limits.max_alloc_bytes.min(usize::MAX as u64) as usize;
     tl.decoding_buffer_size = cap;
     tl.intermediate_buffer_size = cap;
-    let mut dec = Decoder::new(BufReader::new(File::open(path)?)).map_err(bad)?.with_limits(tl);
+    let mut dec = Decoder::new(BufReader::new(File::open(path)?))
+        .map_err(bad)?
+        .with_limits(tl);
     let (w, h) = dec.dimensions().map_err(bad)?;
     if w as u64 * h as u64 > limits.max_image_pixels {
-        return Err(TransformError::Limit(format!("image {w}x{h} exceeds the pixel limit")));
+        return Err(TransformError::Limit(format!(
+            "image {w}x{h} exceeds the pixel limit"
+        )));
     }
     let channels = match dec.colortype().map_err(bad)? {
         ColorType::Gray(_) => 1usize,
         ColorType::GrayA(_) => 2,
         ColorType::RGB(_) => 3,
         ColorType::RGBA(_) => 4,
-        other => return Err(TransformError::decode("image/tiff", format!("color type {other:?}"))),
+        other => {
+            return Err(TransformError::decode(
+                "image/tiff",
+                format!("color type {other:?}"),
+            ))
+        }
     };
     let mut data = DecodingResult::U8(Vec::new());
     let layout = dec.read_image_to_buffer(&mut data).map_err(bad)?;
@@ -135,7 +152,11 @@ fn tiff_fallback(path: &Path, limits: &Limits) -> Result<DynamicImage, Transform
     };
     let px = w as usize * h as usize;
     let planar = layout.planes > 1;
-    let channels = if !planar && v.len() < px * channels { 1 } else { channels };
+    let channels = if !planar && v.len() < px * channels {
+        1
+    } else {
+        channels
+    };
     if v.len() < px * channels {
         return Err(TransformError::decode("image/tiff", "short sample buffer"));
     }
@@ -147,29 +168,59 @@ fn tiff_fallback(path: &Path, limits: &Limits) -> Result<DynamicImage, Transform
                 lo = lo.min(x);
                 hi = hi.max(x);
             }
-            if lo >= 0.0 && hi <= 1.0 { (0.0, 1.0) } else { (lo, hi) }
+            if lo >= 0.0 && hi <= 1.0 {
+                (0.0, 1.0)
+            } else {
+                (lo, hi)
+            }
         }
     };
     let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
     let sample = |i: usize, c: usize| -> u8 {
-        let x = if planar { v[c * px + i] } else { v[i * channels + c] };
-        if x.is_finite() { ((x - lo) * scale).round().clamp(0.0, 255.0) as u8 } else { 0 }
+        let x = if planar {
+            v[c * px + i]
+        } else {
+            v[i * channels + c]
+        };
+        if x.is_finite() {
+            ((x - lo) * scale).round().clamp(0.0, 255.0) as u8
+        } else {
+            0
+        }
     };
     Ok(match channels {
         1 | 2 => {
-            let buf: Vec<u8> = (0..px).flat_map(|i| (0..channels).map(move |c| (i, c))).map(|(i, c)| sample(i, c)).collect();
+            let buf: Vec<u8> = (0..px)
+                .flat_map(|i| (0..channels).map(move |c| (i, c)))
+                .map(|(i, c)| sample(i, c))
+                .collect();
             if channels == 1 {
-                DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, buf).ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?)
+                DynamicImage::ImageLuma8(
+                    image::GrayImage::from_raw(w, h, buf)
+                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
+                )
             } else {
-                DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_raw(w, h, buf).ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?)
+                DynamicImage::ImageLumaA8(
+                    image::GrayAlphaImage::from_raw(w, h, buf)
+                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
+                )
             }
         }
         _ => {
-            let buf: Vec<u8> = (0..px).flat_map(|i| (0..channels).map(move |c| (i, c))).map(|(i, c)| sample(i, c)).collect();
+            let buf: Vec<u8> = (0..px)
+                .flat_map(|i| (0..channels).map(move |c| (i, c)))
+                .map(|(i, c)| sample(i, c))
+                .collect();
             if channels == 3 {
-                DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, buf).ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?)
+                DynamicImage::ImageRgb8(
+                    image::RgbImage::from_raw(w, h, buf)
+                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
+                )
             } else {
-                DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, buf).ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?)
+                DynamicImage::ImageRgba8(
+                    image::RgbaImage::from_raw(w, h, buf)
+                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
+                )
             }
         }
     })
@@ -177,7 +228,8 @@ fn tiff_fallback(path: &Path, limits: &Limits) -> Result<DynamicImage, Transform
 
 /// White background under alpha; 8-bit gray stays gray, everything else becomes 8-bit RGB.
 fn flatten(img: DynamicImage) -> DynamicImage {
-    let blend = |c: u8, a: u8| -> u8 { ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8 };
+    let blend =
+        |c: u8, a: u8| -> u8 { ((c as u32 * a as u32 + 255 * (255 - a as u32) + 127) / 255) as u8 };
     let gray = matches!(
         img,
         DynamicImage::ImageLuma8(_)
@@ -238,7 +290,9 @@ pub(crate) fn apply(
     };
     let (w, h) = (img.width(), img.height());
     if w > JPEG_MAX_SIDE || h > JPEG_MAX_SIDE {
-        return Err(TransformError::Limit(format!("{w}x{h} is too large for JPEG")));
+        return Err(TransformError::Limit(format!(
+            "{w}x{h} is too large for JPEG"
+        )));
     }
     encode_jpeg(&img, quality, out)?;
     Ok(Produced {
@@ -258,7 +312,11 @@ mod tests {
         for &b in data {
             crc ^= b as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
@@ -274,11 +332,22 @@ mod tests {
         c
     }
 
-    fn run_on(bytes: &[u8], name: &str, format: &str, target: u8) -> Result<Produced, TransformError> {
+    fn run_on(
+        bytes: &[u8],
+        name: &str,
+        format: &str,
+        target: u8,
+    ) -> Result<Produced, TransformError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
-        let input = Input { path: &p, name, kind: Kind::Image, format, stage: 0 };
+        let input = Input {
+            path: &p,
+            name,
+            kind: Kind::Image,
+            format,
+            stage: 0,
+        };
         run(target, &input, &dir.path().join("out"), &Limits::default())
     }
 
@@ -289,7 +358,10 @@ mod tests {
         ihdr.extend_from_slice(&40000u32.to_be_bytes());
         ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
         png.extend(chunk(b"IHDR", &ihdr));
-        png.extend(chunk(b"IDAT", &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+        png.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x9C, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ));
         png.extend(chunk(b"IEND", &[]));
         let t = std::time::Instant::now();
         let r = run_on(&png, "big.png", "image/png", 1);
@@ -314,10 +386,18 @@ mod tests {
 
     #[test]
     fn alpha_is_flattened_onto_white() {
-        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(4, 4, image::Rgba([0, 0, 0, 0])));
+        let img = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
+            4,
+            4,
+            image::Rgba([0, 0, 0, 0]),
+        ));
         let flat = flatten(img);
         assert_eq!(flat.as_rgb8().unwrap().get_pixel(0, 0).0, [255, 255, 255]);
-        let gray = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(2, 2, image::Luma([65535u16])));
+        let gray = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
+            2,
+            2,
+            image::Luma([65535u16]),
+        ));
         assert!(matches!(flatten(gray), DynamicImage::ImageLuma8(_)));
     }
 }

@@ -83,7 +83,12 @@ fn excel_date(serial: f64) -> String {
     if secs == 0 {
         format!("{y:04}-{m:02}-{d:02}")
     } else {
-        format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+        format!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        )
     }
 }
 
@@ -200,7 +205,11 @@ impl Column {
             Some(Ty::Text) => {
                 let mut top: Vec<_> = self.top.iter().collect();
                 top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
-                let top: Vec<String> = top.iter().take(3).map(|(v, c)| format!("{v} ({c})")).collect();
+                let top: Vec<String> = top
+                    .iter()
+                    .take(3)
+                    .map(|(v, c)| format!("{v} ({c})"))
+                    .collect();
                 [String::new(), String::new(), String::new(), top.join("; ")]
             }
             None => Default::default(),
@@ -225,21 +234,39 @@ impl SheetStats {
             .into_iter()
             .enumerate()
             .map(|(i, h)| Column {
-                name: if h.trim().is_empty() { format!("column{}", i + 1) } else { clip_ellipsis(h.trim(), CELL_CHARS) },
+                name: if h.trim().is_empty() {
+                    format!("column{}", i + 1)
+                } else {
+                    clip_ellipsis(h.trim(), CELL_CHARS)
+                },
                 ..Default::default()
             })
             .collect();
-        SheetStats { name, rows: 0, columns, sample: Vec::new(), partial: false, comments: Vec::new() }
+        SheetStats {
+            name,
+            rows: 0,
+            columns,
+            sample: Vec::new(),
+            partial: false,
+            comments: Vec::new(),
+        }
     }
 
     fn ensure_columns(&mut self, n: usize) {
         while self.columns.len() < n.min(MAX_COLUMNS * 4) {
             let i = self.columns.len();
-            self.columns.push(Column { name: format!("column{}", i + 1), ..Default::default() });
+            self.columns.push(Column {
+                name: format!("column{}", i + 1),
+                ..Default::default()
+            });
         }
     }
 
-    fn add_row<'a>(&mut self, cells: impl Iterator<Item = Val<'a>>, display: impl FnOnce() -> Vec<String>) {
+    fn add_row<'a>(
+        &mut self,
+        cells: impl Iterator<Item = Val<'a>>,
+        display: impl FnOnce() -> Vec<String>,
+    ) {
         let mut n = 0;
         for (i, v) in cells.enumerate() {
             self.ensure_columns(i + 1);
@@ -313,11 +340,16 @@ fn csv_stats(input: &Input<'_>, limits: &Limits) -> Result<SheetStats, Transform
 }
 
 fn write_csv(rows: &[Vec<String>]) -> Result<String, TransformError> {
-    let mut w = csv::WriterBuilder::new().flexible(false).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .flexible(false)
+        .from_writer(Vec::new());
     for r in rows {
-        w.write_record(r).map_err(|e| TransformError::decode("text/csv", e))?;
+        w.write_record(r)
+            .map_err(|e| TransformError::decode("text/csv", e))?;
     }
-    let bytes = w.into_inner().map_err(|e| TransformError::decode("text/csv", e.to_string()))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| TransformError::decode("text/csv", e.to_string()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -328,7 +360,11 @@ fn csv_schema_rows(st: &SheetStats, ncols: usize) -> Vec<Vec<String>> {
     header.extend(cols.iter().map(|c| c.name.clone()));
     let mut ty = vec![SCHEMA_LABELS[1].to_string()];
     ty.extend(cols.iter().map(|c| c.ty_name().to_string()));
-    let mut rows = vec![if st.partial { "rows (partial)".to_string() } else { SCHEMA_LABELS[2].to_string() }];
+    let mut rows = vec![if st.partial {
+        "rows (partial)".to_string()
+    } else {
+        SCHEMA_LABELS[2].to_string()
+    }];
     rows.extend(cols.iter().map(|_| st.rows.to_string()));
     let mut empty = vec![SCHEMA_LABELS[3].to_string()];
     empty.extend(cols.iter().map(|c| c.empty.to_string()));
@@ -379,16 +415,27 @@ fn csv_fit_schema(rows: &[Vec<String>], budget: usize) -> Result<String, Transfo
     }
 }
 
-fn csv_apply(target: u8, input: &Input<'_>, out: &Path, limits: &Limits, budget: usize) -> Result<Produced, TransformError> {
+fn csv_apply(
+    target: u8,
+    input: &Input<'_>,
+    out: &Path,
+    limits: &Limits,
+    budget: usize,
+) -> Result<Produced, TransformError> {
     let (text, note) = if input.stage >= 1 {
         // Compact our own stage-1 CSV: keep its schema rows.
         let data = super::util::read_bounded(input.path, limits.max_text_scan_bytes)?.0;
-        let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(data.as_slice());
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(data.as_slice());
         let mut rows = Vec::new();
         for rec in rdr.byte_records() {
             let rec = rec.map_err(|e| TransformError::decode("text/csv", e))?;
             let r: Vec<String> = rec.iter().map(lossy).collect();
-            if r.first().is_some_and(|l| SCHEMA_LABELS.contains(&l.as_str()) || l.starts_with("rows")) {
+            if r.first()
+                .is_some_and(|l| SCHEMA_LABELS.contains(&l.as_str()) || l.starts_with("rows"))
+            {
                 rows.push(r);
             }
         }
@@ -398,13 +445,20 @@ fn csv_apply(target: u8, input: &Input<'_>, out: &Path, limits: &Limits, budget:
         let note = format!("{} rows x {} columns", st.rows, st.columns.len());
         if target >= 2 {
             let rows = csv_schema_rows(&st, st.columns.len().min(MAX_COLUMNS));
-            (csv_fit_schema(&rows, budget)?, format!("csv schema, {note}"))
+            (
+                csv_fit_schema(&rows, budget)?,
+                format!("csv schema, {note}"),
+            )
         } else {
             (csv_stage1(&st, budget)?, format!("csv snapshot, {note}"))
         }
     };
     write_out(out, text.as_bytes())?;
-    Ok(Produced { format: "text/csv".into(), encoding: Encoding::Plain, note })
+    Ok(Produced {
+        format: "text/csv".into(),
+        encoding: Encoding::Plain,
+        note,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -446,9 +500,15 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
     }
     let bad = |e: calamine::Error| TransformError::decode(f, e);
     let mut wb: calamine::Sheets<BufReader<File>> = match kind {
-        "xlsx" => calamine::Sheets::Xlsx(calamine::open_workbook(input.path).map_err(|e: calamine::XlsxError| bad(e.into()))?),
-        "ods" => calamine::Sheets::Ods(calamine::open_workbook(input.path).map_err(|e: calamine::OdsError| bad(e.into()))?),
-        "xls" => calamine::Sheets::Xls(calamine::open_workbook(input.path).map_err(|e: calamine::XlsError| bad(e.into()))?),
+        "xlsx" => calamine::Sheets::Xlsx(
+            calamine::open_workbook(input.path).map_err(|e: calamine::XlsxError| bad(e.into()))?,
+        ),
+        "ods" => calamine::Sheets::Ods(
+            calamine::open_workbook(input.path).map_err(|e: calamine::OdsError| bad(e.into()))?,
+        ),
+        "xls" => calamine::Sheets::Xls(
+            calamine::open_workbook(input.path).map_err(|e: calamine::XlsError| bad(e.into()))?,
+        ),
         _ => calamine::open_workbook_auto(input.path).map_err(bad)?,
     };
     let names = wb.sheet_names();
@@ -459,7 +519,11 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
         // Leading comment rows ("# Data source: ...", alone in their row) precede the header.
         let mut comments = Vec::new();
         while let Some(r) = rows.peek() {
-            let filled: Vec<String> = r.iter().filter(|c| **c != Data::Empty).map(|c| c.to_string()).collect();
+            let filled: Vec<String> = r
+                .iter()
+                .filter(|c| **c != Data::Empty)
+                .map(|c| c.to_string())
+                .collect();
             if filled.len() != 1 || !filled[0].starts_with('#') || comments.len() >= 10 {
                 break;
             }
@@ -468,7 +532,12 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
         }
         let header: Vec<String> = rows
             .next()
-            .map(|r| r.iter().take(MAX_COLUMNS * 4).map(|c| c.to_string()).collect())
+            .map(|r| {
+                r.iter()
+                    .take(MAX_COLUMNS * 4)
+                    .map(|c| c.to_string())
+                    .collect()
+            })
             .unwrap_or_default();
         let mut st = SheetStats::new(name.clone(), header);
         st.comments = comments;
@@ -484,7 +553,13 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
 }
 
 fn column_line(c: &Column, with_stats: bool) -> String {
-    let mut s = format!("  - {}: {}; {} values, {} empty", c.name, c.ty_name(), c.values, c.empty);
+    let mut s = format!(
+        "  - {}: {}; {} values, {} empty",
+        c.name,
+        c.ty_name(),
+        c.values,
+        c.empty
+    );
     if with_stats {
         let [min, max, mean, top] = c.stats();
         if !mean.is_empty() {
@@ -500,9 +575,21 @@ fn column_line(c: &Column, with_stats: bool) -> String {
 
 fn workbook_text(input: &Input<'_>, sheets: &[SheetStats], full: bool, samples: usize) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "workbook: {} ({}), {} sheet(s)", input.name, input.format, sheets.len());
+    let _ = writeln!(
+        s,
+        "workbook: {} ({}), {} sheet(s)",
+        input.name,
+        input.format,
+        sheets.len()
+    );
     for st in sheets {
-        let _ = writeln!(s, "sheet \"{}\": {} rows x {} columns", st.name, st.rows, st.columns.len());
+        let _ = writeln!(
+            s,
+            "sheet \"{}\": {} rows x {} columns",
+            st.name,
+            st.rows,
+            st.columns.len()
+        );
         for c in &st.comments {
             let _ = writeln!(s, "  note: {c}");
         }
@@ -515,7 +602,12 @@ fn workbook_text(input: &Input<'_>, sheets: &[SheetStats], full: bool, samples: 
         if full && samples > 0 && !st.sample.is_empty() {
             let n = st.sample.len().min(samples);
             let _ = writeln!(s, "  first {n} rows:");
-            let header: Vec<&str> = st.columns.iter().take(MAX_COLUMNS).map(|c| c.name.as_str()).collect();
+            let header: Vec<&str> = st
+                .columns
+                .iter()
+                .take(MAX_COLUMNS)
+                .map(|c| c.name.as_str())
+                .collect();
             let _ = writeln!(s, "    | {} |", header.join(" | "));
             for r in st.sample.iter().take(n) {
                 let cells: Vec<&str> = r.iter().take(MAX_COLUMNS).map(String::as_str).collect();
@@ -530,7 +622,9 @@ fn workbook_text(input: &Input<'_>, sheets: &[SheetStats], full: bool, samples: 
 fn compact_workbook_text(text: &str, budget: usize) -> String {
     let kept: Vec<String> = text
         .lines()
-        .filter(|l| !l.starts_with("    |") && !l.starts_with("  first ") && !l.starts_with("  note: "))
+        .filter(|l| {
+            !l.starts_with("    |") && !l.starts_with("  first ") && !l.starts_with("  note: ")
+        })
         .map(|l| {
             if l.starts_with("  - ") {
                 let mut parts = l.splitn(3, "; ");
@@ -547,16 +641,28 @@ fn compact_workbook_text(text: &str, budget: usize) -> String {
     fit_lines(&kept.join("\n"), budget)
 }
 
-fn workbook_apply(target: u8, input: &Input<'_>, out: &Path, limits: &Limits, budget: usize) -> Result<Produced, TransformError> {
+fn workbook_apply(
+    target: u8,
+    input: &Input<'_>,
+    out: &Path,
+    limits: &Limits,
+    budget: usize,
+) -> Result<Produced, TransformError> {
     let (text, note) = if input.stage >= 1 {
         let data = super::util::read_bounded(input.path, limits.max_text_scan_bytes)?.0;
-        (compact_workbook_text(&String::from_utf8_lossy(&data), budget), "workbook schema".to_string())
+        (
+            compact_workbook_text(&String::from_utf8_lossy(&data), budget),
+            "workbook schema".to_string(),
+        )
     } else {
         let sheets = workbook_stats(input, limits)?;
         let rows: u64 = sheets.iter().map(|s| s.rows).sum();
         let note = format!("{} sheet(s), {rows} rows", sheets.len());
         if target >= 2 {
-            (fit_lines(&workbook_text(input, &sheets, false, 0), budget), format!("workbook schema, {note}"))
+            (
+                fit_lines(&workbook_text(input, &sheets, false, 0), budget),
+                format!("workbook schema, {note}"),
+            )
         } else {
             let mut t = String::new();
             for n in [SAMPLE_ROWS, 10, 5, 0] {
@@ -569,17 +675,35 @@ fn workbook_apply(target: u8, input: &Input<'_>, out: &Path, limits: &Limits, bu
         }
     };
     write_out(out, text.as_bytes())?;
-    Ok(Produced { format: "text/plain".into(), encoding: Encoding::Plain, note })
+    Ok(Produced {
+        format: "text/plain".into(),
+        encoding: Encoding::Plain,
+        note,
+    })
 }
 
 fn is_csv_like(input: &Input<'_>) -> bool {
-    matches!(input.format, "text/csv" | MIME_TSV) || (input.stage == 0 && matches!(ext(input.name).as_str(), "csv" | "tsv" | "tab"))
+    matches!(input.format, "text/csv" | MIME_TSV)
+        || (input.stage == 0 && matches!(ext(input.name).as_str(), "csv" | "tsv" | "tab"))
 }
 
-pub(crate) fn apply(target: u8, input: &Input<'_>, out: &Path, limits: &Limits) -> Result<Produced, TransformError> {
+pub(crate) fn apply(
+    target: u8,
+    input: &Input<'_>,
+    out: &Path,
+    limits: &Limits,
+) -> Result<Produced, TransformError> {
     let input_len = file_len(input.path)?;
-    let base = if target >= 2 { STAGE2_BUDGET } else { 64 * 1024 };
-    let budget = if input_len > 256 { base.min(input_len as usize * 3 / 4) } else { base };
+    let base = if target >= 2 {
+        STAGE2_BUDGET
+    } else {
+        64 * 1024
+    };
+    let budget = if input_len > 256 {
+        base.min(input_len as usize * 3 / 4)
+    } else {
+        base
+    };
     if is_csv_like(input) {
         csv_apply(target, input, out, limits, budget)
     } else {

@@ -49,7 +49,10 @@ mod tests {
 
     #[test]
     fn renders_key_value_lines() {
-        let history = vec![(10, 1, "jpeg q60\n640x480".to_string()), (20, 2, "jpeg q30".into())];
+        let history = vec![
+            (10, 1, "jpeg q60\n640x480".to_string()),
+            (20, 2, "jpeg q30".into()),
+        ];
         let info = StubInfo {
             name: "a\nkind: fake.png",
             path: "/pics/a.png",

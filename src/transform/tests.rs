@@ -31,12 +31,28 @@ struct Run {
     bytes: Vec<u8>,
 }
 
-fn run(target: u8, path: &Path, name: &str, d: &Detected, stage: u8, limits: &Limits) -> Result<Run, TransformError> {
+fn run(
+    target: u8,
+    path: &Path,
+    name: &str,
+    d: &Detected,
+    stage: u8,
+    limits: &Limits,
+) -> Result<Run, TransformError> {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let input = Input { path, name, kind: d.kind, format: &d.format, stage };
+    let input = Input {
+        path,
+        name,
+        kind: d.kind,
+        format: &d.format,
+        stage,
+    };
     let produced = apply(target, &input, &out, limits)?;
-    Ok(Run { produced, bytes: std::fs::read(&out).unwrap() })
+    Ok(Run {
+        produced,
+        bytes: std::fs::read(&out).unwrap(),
+    })
 }
 
 /// apply(1), apply(2), and apply(2) chained on the stage-1 output.
@@ -49,7 +65,10 @@ fn stages(p: &Path) -> (Detected, Run, Run, Run) {
     let dir = tempfile::tempdir().unwrap();
     let mid = dir.path().join("mid");
     std::fs::write(&mid, &s1.bytes).unwrap();
-    let d1 = Detected { kind: d.kind, format: s1.produced.format.clone() };
+    let d1 = Detected {
+        kind: d.kind,
+        format: s1.produced.format.clone(),
+    };
     let chained = run(2, &mid, &name, &d1, 1, &l).unwrap_or_else(|e| panic!("{name} 1->2: {e}"));
     (d, s1, s2, chained)
 }
@@ -58,7 +77,11 @@ fn stages(p: &Path) -> (Detected, Run, Run, Run) {
 fn corpus_detection_table() {
     let expect: &[(&str, Kind, &str)] = &[
         ("binary/eeg.dat", Kind::Binary, "application/octet-stream"),
-        ("binary/ledger.sqlite", Kind::Binary, "application/vnd.sqlite3"),
+        (
+            "binary/ledger.sqlite",
+            Kind::Binary,
+            "application/vnd.sqlite3",
+        ),
         ("docs/deck-1.pptx", Kind::Document, detect::MIME_PPTX),
         ("docs/handbook-1.pdf", Kind::Document, "application/pdf"),
         ("docs/report-1.docx", Kind::Document, detect::MIME_DOCX),
@@ -74,7 +97,11 @@ fn corpus_detection_table() {
         ("images/no_time_for_that_tiny.gif", Kind::Image, "image/gif"),
         ("images/rocket.jpg", Kind::Image, "image/jpeg"),
         ("sheets/Stocks.csv", Kind::Spreadsheet, "text/csv"),
-        ("sheets/inventory-1.xlsx", Kind::Spreadsheet, detect::MIME_XLSX),
+        (
+            "sheets/inventory-1.xlsx",
+            Kind::Spreadsheet,
+            detect::MIME_XLSX,
+        ),
         ("sheets/msft.csv", Kind::Spreadsheet, "text/csv"),
         ("sheets/orders-1.tsv", Kind::Spreadsheet, detect::MIME_TSV),
         ("sheets/readings-1.xls", Kind::Spreadsheet, detect::MIME_XLS),
@@ -87,8 +114,18 @@ fn corpus_detection_table() {
     for dir in ["binary", "docs", "images", "sheets", "text"] {
         for p in corpus(dir) {
             let rel = format!("{dir}/{}", name_of(&p));
-            let (_, kind, format) = expect.iter().find(|e| e.0 == rel).unwrap_or_else(|| panic!("no expectation for {rel}"));
-            assert_eq!(detect_file(&p), Detected { kind: *kind, format: format.to_string() }, "{rel}");
+            let (_, kind, format) = expect
+                .iter()
+                .find(|e| e.0 == rel)
+                .unwrap_or_else(|| panic!("no expectation for {rel}"));
+            assert_eq!(
+                detect_file(&p),
+                Detected {
+                    kind: *kind,
+                    format: format.to_string()
+                },
+                "{rel}"
+            );
             seen += 1;
         }
     }
@@ -108,7 +145,18 @@ fn corpus_images() {
             continue;
         }
         let size = std::fs::metadata(&p).unwrap().len() as usize;
-        let (w0, h0) = image::decode(&Input { path: &p, name: &name_of(&p), kind: Kind::Image, format: &d.format, stage: 0 }, &Limits::default()).map(|i| (i.width(), i.height())).unwrap();
+        let (w0, h0) = image::decode(
+            &Input {
+                path: &p,
+                name: &name_of(&p),
+                kind: Kind::Image,
+                format: &d.format,
+                stage: 0,
+            },
+            &Limits::default(),
+        )
+        .map(|i| (i.width(), i.height()))
+        .unwrap();
         let (_, s1, s2, chained) = stages(&p);
         for (label, r) in [("stage 1", &s1), ("stage 2", &s2), ("1->2", &chained)] {
             assert_eq!(r.produced.format, "image/jpeg");
@@ -131,18 +179,29 @@ fn corpus_images() {
 
 #[test]
 fn corpus_text() {
-    for p in corpus("text").into_iter().chain([PathBuf::from(format!("{CORPUS}/images/SOURCES-skimage.txt"))]) {
+    for p in corpus("text").into_iter().chain([PathBuf::from(format!(
+        "{CORPUS}/images/SOURCES-skimage.txt"
+    ))]) {
         let size = std::fs::metadata(&p).unwrap().len() as usize;
         let (d, s1, s2, chained) = stages(&p);
         for r in [&s1, &s2, &chained] {
             assert!(r.bytes.len() < size, "{p:?}: {} >= {size}", r.bytes.len());
             if d.format == "application/json" {
                 assert_eq!(r.produced.format, "application/json");
-                serde_json::from_slice::<serde_json::Value>(&r.bytes).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+                serde_json::from_slice::<serde_json::Value>(&r.bytes)
+                    .unwrap_or_else(|e| panic!("{p:?}: {e}"));
             }
         }
-        assert!(s2.bytes.len() <= 2048, "{p:?} stage 2 is {}", s2.bytes.len());
-        assert!(chained.bytes.len() <= 2048, "{p:?} chained is {}", chained.bytes.len());
+        assert!(
+            s2.bytes.len() <= 2048,
+            "{p:?} stage 2 is {}",
+            s2.bytes.len()
+        );
+        assert!(
+            chained.bytes.len() <= 2048,
+            "{p:?} chained is {}",
+            chained.bytes.len()
+        );
         assert!(s1.bytes.len() >= s2.bytes.len(), "{p:?}");
     }
 }
@@ -156,10 +215,13 @@ fn log_summary_keeps_every_distinct_error() {
     let mut distinct = std::collections::BTreeSet::new();
     for line in log.lines() {
         // Independent of the summarizer: message after the level word, digit runs masked.
-        let Some(level) = ["ERROR", "WARN"].into_iter().find(|l| line.split_whitespace().nth(1) == Some(l)) else {
+        let Some(level) = ["ERROR", "WARN"]
+            .into_iter()
+            .find(|l| line.split_whitespace().nth(1) == Some(l))
+        else {
             continue;
         };
-        let msg = line.splitn(2, level).nth(1).unwrap().trim();
+        let msg = line.split_once(level).unwrap().1.trim();
         let mut masked = String::new();
         let mut prev_digit = false;
         for c in msg.chars() {
@@ -176,7 +238,12 @@ fn log_summary_keeps_every_distinct_error() {
     }
     assert!(!distinct.is_empty());
     for (level, m) in &distinct {
-        assert!(summary.lines().any(|l| l.starts_with(level) && l.ends_with(m.as_str())), "missing {level} {m}");
+        assert!(
+            summary
+                .lines()
+                .any(|l| l.starts_with(level) && l.ends_with(m.as_str())),
+            "missing {level} {m}"
+        );
     }
     assert!(summary.starts_with("# log summary"));
     assert!(summary.contains("20000 lines"));
@@ -187,14 +254,24 @@ fn log_summary_keeps_every_distinct_error() {
 
 fn csv_header(p: &Path, delim: u8) -> Vec<String> {
     let text = std::fs::read_to_string(p).unwrap();
-    let body: String = text.lines().skip_while(|l| l.starts_with('#')).map(|l| format!("{l}\n")).collect();
-    let mut r = csv::ReaderBuilder::new().delimiter(delim).from_reader(body.as_bytes());
+    let body: String = text
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let mut r = csv::ReaderBuilder::new()
+        .delimiter(delim)
+        .from_reader(body.as_bytes());
     r.headers().unwrap().iter().map(str::to_string).collect()
 }
 
 fn parse_csv(bytes: &[u8]) -> Vec<Vec<String>> {
-    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(bytes);
-    r.records().map(|rec| rec.expect("valid csv").iter().map(str::to_string).collect()).collect()
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(bytes);
+    r.records()
+        .map(|rec| rec.expect("valid csv").iter().map(str::to_string).collect())
+        .collect()
 }
 
 #[test]
@@ -206,7 +283,10 @@ fn corpus_sheets() {
         for r in [&s1, &s2, &chained] {
             assert!(r.bytes.len() < size, "{p:?}: {} >= {size}", r.bytes.len());
         }
-        assert!(s2.bytes.len() <= 2048 && chained.bytes.len() <= 2048, "{p:?}");
+        assert!(
+            s2.bytes.len() <= 2048 && chained.bytes.len() <= 2048,
+            "{p:?}"
+        );
         let columns: Vec<String> = match d.format.as_str() {
             "text/csv" | detect::MIME_TSV => {
                 let delim = if d.format == "text/csv" { b',' } else { b'\t' };
@@ -217,7 +297,10 @@ fn corpus_sheets() {
                     assert_eq!(rows[1][0], "type");
                 }
                 let rows = parse_csv(&s1.bytes);
-                assert!(rows.iter().any(|r| r[0] == "row 1"), "{p:?} has sample rows");
+                assert!(
+                    rows.iter().any(|r| r[0] == "row 1"),
+                    "{p:?} has sample rows"
+                );
                 assert_eq!(parse_csv(&s2.bytes), parse_csv(&chained.bytes));
                 csv_header(&p, delim)
             }
@@ -227,7 +310,9 @@ fn corpus_sheets() {
                 for n in wb.sheet_names() {
                     let r = wb.worksheet_range(&n).unwrap();
                     // The header is the first row with more than one filled cell.
-                    let header = r.rows().find(|row| row.iter().filter(|c| **c != calamine::Data::Empty).count() > 1);
+                    let header = r.rows().find(|row| {
+                        row.iter().filter(|c| **c != calamine::Data::Empty).count() > 1
+                    });
                     if let Some(h) = header {
                         cols.extend(h.iter().map(|c| c.to_string()).filter(|c| !c.is_empty()));
                     }
@@ -263,7 +348,10 @@ fn corpus_documents() {
             assert!(t1.contains("Section 1: Roadmap"));
         }
         if name.ends_with(".pptx") {
-            assert!(t1.contains("slides: ") && t1.contains("  1. Slide 1: Risks"), "{t1}");
+            assert!(
+                t1.contains("slides: ") && t1.contains("  1. Slide 1: Risks"),
+                "{t1}"
+            );
         }
         if name.ends_with(".pdf") {
             assert!(t1.contains("pages: 4"), "{t1}");
@@ -287,7 +375,10 @@ fn corpus_binary_stage1_is_lossless_and_stage2_undefined() {
         std::fs::write(&c, &r.bytes).unwrap();
         binary::decompress_file(&c, &back).unwrap();
         assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&p).unwrap());
-        assert!(matches!(run(2, &p, &name, &d, 0, &Limits::default()), Err(TransformError::NoTransform { .. })));
+        assert!(matches!(
+            run(2, &p, &name, &d, 0, &Limits::default()),
+            Err(TransformError::NoTransform { .. })
+        ));
     }
 }
 
@@ -296,7 +387,10 @@ fn stage_arguments_are_checked() {
     let p = PathBuf::from(format!("{CORPUS}/text/license-1.txt"));
     let d = detect_file(&p);
     for (target, stage) in [(0, 0), (3, 0), (4, 0), (1, 1), (2, 2)] {
-        assert!(matches!(run(target, &p, "license-1.txt", &d, stage, &Limits::default()), Err(TransformError::NoTransform { .. })));
+        assert!(matches!(
+            run(target, &p, "license-1.txt", &d, stage, &Limits::default()),
+            Err(TransformError::NoTransform { .. })
+        ));
     }
 }
 
@@ -306,7 +400,10 @@ fn stage_arguments_are_checked() {
 #[test]
 fn zero_byte_file_of_each_kind() {
     let dir = tempfile::tempdir().unwrap();
-    for name in ["a.png", "a.jpg", "a.gif", "a.txt", "a.md", "a.log", "a.json", "a.csv", "a.tsv", "a.xlsx", "a.xls", "a.ods", "a.pdf", "a.docx", "a.pptx", "a.odt", "a.doc", "a.bin"] {
+    for name in [
+        "a.png", "a.jpg", "a.gif", "a.txt", "a.md", "a.log", "a.json", "a.csv", "a.tsv", "a.xlsx",
+        "a.xls", "a.ods", "a.pdf", "a.docx", "a.pptx", "a.odt", "a.doc", "a.bin",
+    ] {
         let p = dir.path().join(name);
         std::fs::write(&p, b"").unwrap();
         let d = detect(name, b"");
@@ -326,7 +423,8 @@ fn zero_byte_file_of_each_kind() {
 
 fn write_zip(path: &Path, entries: &[(&str, Vec<u8>)]) {
     let mut z = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
     for (name, data) in entries {
         z.start_file(*name, opts).unwrap();
         z.write_all(data).unwrap();
@@ -337,23 +435,45 @@ fn write_zip(path: &Path, entries: &[(&str, Vec<u8>)]) {
 #[test]
 fn zip_bombs_hit_limits() {
     let dir = tempfile::tempdir().unwrap();
-    let small = Limits { max_inflated_bytes: 1 << 20, max_zip_entries: 50, ..Limits::default() };
+    let small = Limits {
+        max_inflated_bytes: 1 << 20,
+        max_zip_entries: 50,
+        ..Limits::default()
+    };
     let zeros = vec![0u8; 4 << 20]; // declared 4 MiB, compressed to a few KiB
     let xml = b"<?xml version=\"1.0\"?><x/>".to_vec();
-    for (name, first) in [("bomb.xlsx", "xl/workbook.xml"), ("bomb.docx", "word/document.xml"), ("bomb.ods", "content.xml"), ("bomb.pptx", "ppt/slides/slide1.xml")] {
+    for (name, first) in [
+        ("bomb.xlsx", "xl/workbook.xml"),
+        ("bomb.docx", "word/document.xml"),
+        ("bomb.ods", "content.xml"),
+        ("bomb.pptx", "ppt/slides/slide1.xml"),
+    ] {
         let p = dir.path().join(name);
-        write_zip(&p, &[("[Content_Types].xml", xml.clone()), (first, zeros.clone())]);
+        write_zip(
+            &p,
+            &[("[Content_Types].xml", xml.clone()), (first, zeros.clone())],
+        );
         assert!(std::fs::metadata(&p).unwrap().len() < 64 * 1024);
         let d = detect_file(&p);
         let t = std::time::Instant::now();
         let r = run(1, &p, name, &d, 0, &small);
-        assert!(matches!(r, Err(TransformError::Limit(_))), "{name}: {:?}", r.map(|r| r.produced));
+        assert!(
+            matches!(r, Err(TransformError::Limit(_))),
+            "{name}: {:?}",
+            r.map(|r| r.produced)
+        );
         assert!(t.elapsed().as_secs() < 2);
         // Too many entries.
-        let many: Vec<(String, Vec<u8>)> = (0..60).map(|i| (format!("f{i}.xml"), xml.clone())).collect();
-        let refs: Vec<(&str, Vec<u8>)> = many.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
+        let many: Vec<(String, Vec<u8>)> = (0..60)
+            .map(|i| (format!("f{i}.xml"), xml.clone()))
+            .collect();
+        let refs: Vec<(&str, Vec<u8>)> =
+            many.iter().map(|(n, d)| (n.as_str(), d.clone())).collect();
         write_zip(&p, &refs);
-        assert!(matches!(run(2, &p, name, &d, 0, &small), Err(TransformError::Limit(_))));
+        assert!(matches!(
+            run(2, &p, name, &d, 0, &small),
+            Err(TransformError::Limit(_))
+        ));
     }
 }
 
@@ -370,14 +490,27 @@ fn deeply_nested_docx_xml_is_rejected() {
     assert_eq!(d.kind, Kind::Document);
     let t = std::time::Instant::now();
     let r = run(1, &p, "deep.docx", &d, 0, &Limits::default());
-    assert!(matches!(r, Err(TransformError::Limit(_))), "{:?}", r.map(|r| r.produced));
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
     assert!(t.elapsed().as_secs() < 5);
 }
 
 #[test]
 fn truncated_containers_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    for rel in ["docs/report-1.docx", "docs/deck-1.pptx", "docs/handbook-1.pdf", "sheets/inventory-1.xlsx", "sheets/readings-1.xls", "images/coffee.webp", "images/no_time_for_that_tiny.gif", "images/multipage_rgb.tif"] {
+    for rel in [
+        "docs/report-1.docx",
+        "docs/deck-1.pptx",
+        "docs/handbook-1.pdf",
+        "sheets/inventory-1.xlsx",
+        "sheets/readings-1.xls",
+        "images/coffee.webp",
+        "images/no_time_for_that_tiny.gif",
+        "images/multipage_rgb.tif",
+    ] {
         let src = PathBuf::from(format!("{CORPUS}/{rel}"));
         let data = std::fs::read(&src).unwrap();
         let name = name_of(&src);
@@ -394,8 +527,17 @@ fn truncated_containers_fail_cleanly() {
 
 #[test]
 fn tight_scan_limit_bounds_text_reads() {
-    let limits = Limits { max_text_scan_bytes: 10_000, ..Limits::default() };
-    for rel in ["text/service-1.log", "text/license-1.txt", "text/notes-1.md", "text/catalog-1.json", "sheets/orders-1.tsv"] {
+    let limits = Limits {
+        max_text_scan_bytes: 10_000,
+        ..Limits::default()
+    };
+    for rel in [
+        "text/service-1.log",
+        "text/license-1.txt",
+        "text/notes-1.md",
+        "text/catalog-1.json",
+        "sheets/orders-1.tsv",
+    ] {
         let p = PathBuf::from(format!("{CORPUS}/{rel}"));
         let d = detect_file(&p);
         let r = run(1, &p, &name_of(&p), &d, 0, &limits).unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -407,19 +549,46 @@ fn tight_scan_limit_bounds_text_reads() {
 }
 
 #[test]
-#[ignore]
-fn dump_outputs() {
-    std::fs::create_dir_all("/tmp/tdump").unwrap();
-    for dir in ["docs", "images", "sheets", "text", "binary"] {
-        for p in corpus(dir) {
-            let d = detect_file(&p);
-            if d.kind == Kind::Binary || d.kind == Kind::Image { continue; }
-            let (_, s1, s2, c) = stages(&p);
-            let n = name_of(&p);
-            std::fs::write(format!("/tmp/tdump/{n}.1"), &s1.bytes).unwrap();
-            std::fs::write(format!("/tmp/tdump/{n}.2"), &s2.bytes).unwrap();
-            std::fs::write(format!("/tmp/tdump/{n}.12"), &c.bytes).unwrap();
-            println!("{n}: {:?} {:?} {:?}", s1.produced, s2.produced, c.produced);
+fn opendocument_text_and_presentation() {
+    let dir = tempfile::tempdir().unwrap();
+    let meta = br#"<office:document-meta xmlns:office="o" xmlns:dc="dc" xmlns:meta="m"><office:meta><dc:title>Field guide</dc:title><meta:initial-creator>Ada</meta:initial-creator><meta:document-statistic meta:page-count="3"/></office:meta></office:document-meta>"#.to_vec();
+    let odt = br#"<office:document-content xmlns:office="o" xmlns:text="t"><office:body><office:text><text:h text:outline-level="1">Getting started</text:h><text:p>Install the tool &amp; run it<text:s/>twice.</text:p></office:text></office:body></office:document-content>"#.to_vec();
+    let odp = br#"<office:document-content xmlns:office="o" xmlns:text="t" xmlns:draw="d" xmlns:presentation="p"><office:body><office:presentation><draw:page draw:name="p1"><draw:frame presentation:class="title"><draw:text-box><text:p>Quarterly review</text:p></draw:text-box></draw:frame><draw:frame presentation:class="outline"><draw:text-box><text:p>Revenue grew in every region.</text:p></draw:text-box></draw:frame></draw:page><draw:page draw:name="p2"><draw:frame presentation:class="title"><draw:text-box><text:p>Next steps</text:p></draw:text-box></draw:frame></draw:page></office:presentation></office:body></office:document-content>"#.to_vec();
+    for (name, mime, content) in [
+        ("a.odt", detect::MIME_ODT, odt),
+        ("a.odp", detect::MIME_ODP, odp),
+    ] {
+        let p = dir.path().join(name);
+        write_zip(
+            &p,
+            &[
+                ("mimetype", mime.as_bytes().to_vec()),
+                ("meta.xml", meta.clone()),
+                ("content.xml", content),
+            ],
+        );
+        let d = detect_file(&p);
+        assert_eq!(d.format, mime);
+        let r = run(1, &p, name, &d, 0, &Limits::default()).unwrap();
+        let t = String::from_utf8(r.bytes).unwrap();
+        assert!(
+            t.contains("title: Field guide") && t.contains("author: Ada"),
+            "{t}"
+        );
+        if name.ends_with("odt") {
+            assert!(
+                t.contains("pages: 3") && t.contains("  Getting started"),
+                "{t}"
+            );
+            assert!(t.contains("Install the tool & run it twice."), "{t}");
+        } else {
+            assert!(
+                t.contains("slides: 2")
+                    && t.contains("  1. Quarterly review")
+                    && t.contains("  2. Next steps"),
+                "{t}"
+            );
+            assert!(t.contains("Revenue grew in every region."), "{t}");
         }
     }
 }

@@ -13,7 +13,9 @@ use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, V
 use serde_json::{json, Map, Value};
 
 use super::detect::MIME_LOG;
-use super::util::{clip, clip_ellipsis, ext, file_len, fit_lines, squash_ws, write_out, LineReader};
+use super::util::{
+    clip, clip_ellipsis, ext, file_len, fit_lines, squash_ws, write_out, LineReader,
+};
 use super::{Encoding, Input, Limits, Produced, TransformError};
 
 /// Stage-1 budget for plain text and Markdown summaries.
@@ -79,7 +81,11 @@ pub(crate) fn apply(
         Sub::Json | Sub::Log => STAGE1_STRUCT_BUDGET,
         _ => STAGE1_BUDGET,
     };
-    let budget = cap(if target >= 2 { STAGE2_BUDGET } else { stage1_budget });
+    let budget = cap(if target >= 2 {
+        STAGE2_BUDGET
+    } else {
+        stage1_budget
+    });
     let (bytes, format, note) = match sub {
         Sub::Json => {
             let v = if input.stage >= 1 {
@@ -98,11 +104,19 @@ pub(crate) fn apply(
             } else {
                 log_summary(input, limits)?
             };
-            (fit_lines(&s, budget).into_bytes(), "text/plain", "log digest".to_string())
+            (
+                fit_lines(&s, budget).into_bytes(),
+                "text/plain",
+                "log digest".to_string(),
+            )
         }
         Sub::Markdown => {
             let s = markdown_summary(input.path, limits, budget)?;
-            (s.into_bytes(), "text/markdown", "markdown outline".to_string())
+            (
+                s.into_bytes(),
+                "text/markdown",
+                "markdown outline".to_string(),
+            )
         }
         Sub::Plain => {
             let s = plain_summary(input.path, input.name, limits, budget)?;
@@ -236,7 +250,10 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         if self.depth >= self.ctx.max_depth {
-            return Err(A::Error::custom(format!("{DEPTH_MSG} {}", self.ctx.max_depth)));
+            return Err(A::Error::custom(format!(
+                "{DEPTH_MSG} {}",
+                self.ctx.max_depth
+            )));
         }
         let ctx = self.ctx;
         let node = self.node;
@@ -248,7 +265,11 @@ impl<'de> Visitor<'de> for Seed<'_> {
         loop {
             let more = match node.elem.as_deref_mut() {
                 Some(elem) => seq
-                    .next_element_seed(Seed { node: elem, ctx: &mut *ctx, depth: self.depth + 1 })?
+                    .next_element_seed(Seed {
+                        node: elem,
+                        ctx: &mut *ctx,
+                        depth: self.depth + 1,
+                    })?
                     .is_some(),
                 None => seq.next_element::<IgnoredAny>()?.is_some(),
             };
@@ -269,7 +290,10 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         if self.depth >= self.ctx.max_depth {
-            return Err(A::Error::custom(format!("{DEPTH_MSG} {}", self.ctx.max_depth)));
+            return Err(A::Error::custom(format!(
+                "{DEPTH_MSG} {}",
+                self.ctx.max_depth
+            )));
         }
         let ctx = self.ctx;
         let node = self.node;
@@ -307,7 +331,9 @@ fn round(x: f64) -> Value {
         json!(x as i64)
     } else {
         let r = (x * 1000.0).round() / 1000.0;
-        serde_json::Number::from_f64(r).map(Value::Number).unwrap_or(Value::Null)
+        serde_json::Number::from_f64(r)
+            .map(Value::Number)
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -336,7 +362,11 @@ fn node_value(n: &Node) -> Value {
     }
     m.insert(
         "type".into(),
-        if types.len() == 1 { json!(types[0]) } else { json!(types) },
+        if types.len() == 1 {
+            json!(types[0])
+        } else {
+            json!(types)
+        },
     );
     if n.count > 1 {
         m.insert("count".into(), json!(n.count));
@@ -370,7 +400,11 @@ fn node_value(n: &Node) -> Value {
         }
     }
     if n.objects > 0 {
-        let keys: Map<String, Value> = n.keys.iter().map(|(k, v)| (k.clone(), node_value(v))).collect();
+        let keys: Map<String, Value> = n
+            .keys
+            .iter()
+            .map(|(k, v)| (k.clone(), node_value(v)))
+            .collect();
         m.insert("keys".into(), Value::Object(keys));
         if n.other_keys > 0 {
             m.insert("other_keys".into(), json!(n.other_keys));
@@ -400,8 +434,16 @@ fn json_shape(input: &Input<'_>, limits: &Limits) -> Result<Value, TransformErro
     let reader = BufReader::new(File::open(input.path)?.take(limits.max_text_scan_bytes));
     let mut de = serde_json::Deserializer::from_reader(reader);
     let mut root = Node::default();
-    let mut ctx = Ctx { nodes: 1, max_depth: limits.max_json_depth };
-    let parsed = Seed { node: &mut root, ctx: &mut ctx, depth: 0 }.deserialize(&mut de);
+    let mut ctx = Ctx {
+        nodes: 1,
+        max_depth: limits.max_json_depth,
+    };
+    let parsed = Seed {
+        node: &mut root,
+        ctx: &mut ctx,
+        depth: 0,
+    }
+    .deserialize(&mut de);
     let parsed = parsed.and_then(|_| de.end());
     match parsed {
         Ok(()) => Ok(json!({
@@ -416,7 +458,10 @@ fn json_shape(input: &Input<'_>, limits: &Limits) -> Result<Value, TransformErro
             }
             let (head, _) = super::util::read_bounded(input.path, 1024)?;
             let reason = if size > limits.max_text_scan_bytes {
-                format!("larger than the scan limit of {} bytes", limits.max_text_scan_bytes)
+                format!(
+                    "larger than the scan limit of {} bytes",
+                    limits.max_text_scan_bytes
+                )
             } else {
                 format!("invalid json: {e}")
             };
@@ -469,7 +514,10 @@ fn prune(v: &Value, p: &Prune, depth: usize) -> Value {
                 .map(|(k, v)| (clip(k, p.chars).to_string(), prune(v, p, depth + 1)))
                 .collect();
             if m.len() > p.keys {
-                out.insert("...".into(), json!(format!("{} more keys", m.len() - p.keys)));
+                out.insert(
+                    "...".into(),
+                    json!(format!("{} more keys", m.len() - p.keys)),
+                );
             }
             Value::Object(out)
         }
@@ -477,7 +525,11 @@ fn prune(v: &Value, p: &Prune, depth: usize) -> Value {
             if depth >= p.depth {
                 return json!(format!("[{} items]", a.len()));
             }
-            let mut out: Vec<Value> = a.iter().take(p.items).map(|v| prune(v, p, depth + 1)).collect();
+            let mut out: Vec<Value> = a
+                .iter()
+                .take(p.items)
+                .map(|v| prune(v, p, depth + 1))
+                .collect();
             if a.len() > p.items {
                 out.push(json!(format!("... {} more", a.len() - p.items)));
             }
@@ -514,13 +566,21 @@ fn prune_to_fit(v: &Value, budget: usize, pretty: bool) -> (String, bool) {
         (1, 2, 0, 8),
     ];
     for (depth, keys, items, chars) in steps {
-        let p = Prune { depth, keys, items, chars };
+        let p = Prune {
+            depth,
+            keys,
+            items,
+            chars,
+        };
         let s = serde_json::to_string(&prune(v, &p, 0)).unwrap_or_default();
         if s.len() <= budget {
             return (s, true);
         }
     }
-    (r#"{"summary":"json shape","pruned":true}"#.to_string(), true)
+    (
+        r#"{"summary":"json shape","pruned":true}"#.to_string(),
+        true,
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -533,19 +593,34 @@ pub(crate) fn log_timestamp(line: &str) -> Option<&str> {
     let b = s.as_bytes();
     let digit = |i: usize| b.get(i).is_some_and(|c| c.is_ascii_digit());
     let at = |i: usize, c: u8| b.get(i) == Some(&c);
-    let date = (0..4).all(digit) && at(4, b'-') && digit(5) && digit(6) && at(7, b'-') && digit(8) && digit(9);
+    let date = (0..4).all(digit)
+        && at(4, b'-')
+        && digit(5)
+        && digit(6)
+        && at(7, b'-')
+        && digit(8)
+        && digit(9);
     if !date {
         return None;
     }
-    let time = (at(10, b'T') || at(10, b' ')) && digit(11) && digit(12) && at(13, b':') && digit(14) && digit(15);
+    let time = (at(10, b'T') || at(10, b' '))
+        && digit(11)
+        && digit(12)
+        && at(13, b':')
+        && digit(14)
+        && digit(15);
     let mut end = if time { 16 } else { 10 };
-    while end < b.len() && (b[end].is_ascii_digit() || matches!(b[end], b':' | b'.' | b',' | b'Z' | b'+' | b'-')) {
+    while end < b.len()
+        && (b[end].is_ascii_digit() || matches!(b[end], b':' | b'.' | b',' | b'Z' | b'+' | b'-'))
+    {
         end += 1;
     }
     Some(&s[..end])
 }
 
-const LEVELS: [&str; 7] = ["FATAL", "CRITICAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE"];
+const LEVELS: [&str; 7] = [
+    "FATAL", "CRITICAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE",
+];
 
 /// The level word of a log line, looked for among its first tokens.
 pub(crate) fn log_level(line: &str) -> Option<&'static str> {
@@ -592,7 +667,8 @@ pub(crate) fn mask_ids(s: &str) -> String {
         let run: String = chars[start..i].iter().collect();
         let has_digit = run.bytes().any(|b| b.is_ascii_digit());
         let hex_id = has_digit
-            && (run.starts_with("0x") || (run.len() >= 8 && run.bytes().all(|b| b.is_ascii_hexdigit())));
+            && (run.starts_with("0x")
+                || (run.len() >= 8 && run.bytes().all(|b| b.is_ascii_hexdigit())));
         if hex_id {
             out.push('#');
             continue;
@@ -665,7 +741,13 @@ fn log_summary(input: &Input<'_>, limits: &Limits) -> Result<String, TransformEr
         }
     }
     let mut s = String::new();
-    let _ = write!(s, "{LEHDR}: {}: {} lines", input.name, r.lines, LEHDR = LOG_HEADER);
+    let _ = write!(
+        s,
+        "{LEHDR}: {}: {} lines",
+        input.name,
+        r.lines,
+        LEHDR = LOG_HEADER
+    );
     if let (Some(a), Some(b)) = (&t_first, &t_last) {
         let _ = write!(s, ", from {a} to {b}");
     }
@@ -676,7 +758,15 @@ fn log_summary(input: &Input<'_>, limits: &Limits) -> Result<String, TransformEr
     let mut lv: Vec<_> = levels.into_iter().collect();
     lv.sort_by_key(|(l, _)| LEVELS.iter().position(|x| x == l));
     let lv: Vec<String> = lv.iter().map(|(l, c)| format!("{l}={c}")).collect();
-    let _ = writeln!(s, "# levels: {}", if lv.is_empty() { "none found".into() } else { lv.join(" ") });
+    let _ = writeln!(
+        s,
+        "# levels: {}",
+        if lv.is_empty() {
+            "none found".into()
+        } else {
+            lv.join(" ")
+        }
+    );
     let mut d: Vec<_> = distinct.into_iter().collect();
     d.sort_by(|a, b| {
         let rank = |l: &str| LEVELS.iter().position(|x| *x == l);
@@ -686,12 +776,19 @@ fn log_summary(input: &Input<'_>, limits: &Limits) -> Result<String, TransformEr
             .then(a.1 .1.cmp(&b.1 .1))
     });
     if !d.is_empty() {
-        let _ = writeln!(s, "# {} distinct error/warning messages (ids masked as #), most frequent first", d.len());
+        let _ = writeln!(
+            s,
+            "# {} distinct error/warning messages (ids masked as #), most frequent first",
+            d.len()
+        );
         for ((level, msg), (count, _)) in &d {
             let _ = writeln!(s, "{level:<5} (x{count}) {msg}");
         }
         if dropped_distinct > 0 {
-            let _ = writeln!(s, "# {dropped_distinct} more lines with further distinct messages");
+            let _ = writeln!(
+                s,
+                "# {dropped_distinct} more lines with further distinct messages"
+            );
         }
     }
     let _ = writeln!(s, "# first {} lines", first.len());
@@ -845,7 +942,8 @@ impl Sentences {
         while self.closing_len > self.closing_budget && self.closing.len() > 1 {
             let (i, old) = self.closing.pop_front().expect("closing has more than one");
             self.closing_len -= old.len() + 1;
-            self.top.push(Reverse((distinct_terms(&old), Reverse(i), old)));
+            self.top
+                .push(Reverse((distinct_terms(&old), Reverse(i), old)));
             if self.top.len() > self.top_n {
                 self.top.pop();
             }
@@ -853,7 +951,12 @@ impl Sentences {
     }
 }
 
-fn plain_summary(path: &Path, name: &str, limits: &Limits, budget: usize) -> Result<String, TransformError> {
+fn plain_summary(
+    path: &Path,
+    name: &str,
+    limits: &Limits,
+    budget: usize,
+) -> Result<String, TransformError> {
     let mut r = LineReader::open(path, limits.max_text_scan_bytes)?;
     let mut st = Sentences {
         opening: Vec::new(),
@@ -882,9 +985,7 @@ fn plain_summary(path: &Path, name: &str, limits: &Limits, budget: usize) -> Res
             let cut = cur
                 .char_indices()
                 .find(|&(i, c)| {
-                    matches!(c, '.' | '!' | '?')
-                        && cur[i + 1..].starts_with(' ')
-                        && i > 20
+                    matches!(c, '.' | '!' | '?') && cur[i + 1..].starts_with(' ') && i > 20
                 })
                 .map(|(i, _)| i + 1);
             match cut {
@@ -912,7 +1013,11 @@ fn plain_summary(path: &Path, name: &str, limits: &Limits, budget: usize) -> Res
         clip(name, 200),
         r.lines,
         st.count,
-        if r.truncated { ", scan limit reached" } else { "" }
+        if r.truncated {
+            ", scan limit reached"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(s, "[opening]");
     for o in &st.opening {
@@ -925,13 +1030,17 @@ fn plain_summary(path: &Path, name: &str, limits: &Limits, budget: usize) -> Res
             let _ = writeln!(closing, "{c}");
         }
     }
-    let mut key: Vec<(usize, u64, String)> = st.top.into_iter().map(|Reverse((sc, Reverse(i), t))| (sc, i, t)).collect();
+    let mut key: Vec<(usize, u64, String)> = st
+        .top
+        .into_iter()
+        .map(|Reverse((sc, Reverse(i), t))| (sc, i, t))
+        .collect();
     key.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let room = budget.saturating_sub(s.len() + closing.len() + 20);
     let mut chosen = Vec::new();
     let mut used = 0;
     for (_, i, t) in key {
-        if used + t.len() + 1 <= room {
+        if used + t.len() < room {
             used += t.len() + 1;
             chosen.push((i, t));
         }
@@ -952,20 +1061,37 @@ mod tests {
     use super::*;
     use crate::transform::{apply as run, Kind};
 
-    fn run_on(bytes: &[u8], name: &str, format: &str, target: u8) -> Result<(Produced, Vec<u8>), TransformError> {
+    fn run_on(
+        bytes: &[u8],
+        name: &str,
+        format: &str,
+        target: u8,
+    ) -> Result<(Produced, Vec<u8>), TransformError> {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join(name);
         std::fs::write(&p, bytes).unwrap();
         let out = dir.path().join("out");
-        let input = Input { path: &p, name, kind: Kind::Text, format, stage: 0 };
+        let input = Input {
+            path: &p,
+            name,
+            kind: Kind::Text,
+            format,
+            stage: 0,
+        };
         let prod = run(target, &input, &out, &Limits::default())?;
         Ok((prod, std::fs::read(&out).unwrap()))
     }
 
     #[test]
     fn masks_ids() {
-        assert_eq!(mask_ids("[worker-8] took 664ms id=0x1f3a v1"), "[worker-#] took #ms id=# v#");
-        assert_eq!(mask_ids("req deadbeef42 host=10.0.0.1"), "req # host=#.#.#.#");
+        assert_eq!(
+            mask_ids("[worker-8] took 664ms id=0x1f3a v1"),
+            "[worker-#] took #ms id=# v#"
+        );
+        assert_eq!(
+            mask_ids("req deadbeef42 host=10.0.0.1"),
+            "req # host=#.#.#.#"
+        );
     }
 
     #[test]
@@ -973,7 +1099,11 @@ mod tests {
         let deep = "[".repeat(100_000) + &"]".repeat(100_000);
         let t = std::time::Instant::now();
         let r = run_on(deep.as_bytes(), "deep.json", "application/json", 1);
-        assert!(matches!(r, Err(TransformError::Limit(_))), "{:?}", r.map(|x| x.0));
+        assert!(
+            matches!(r, Err(TransformError::Limit(_))),
+            "{:?}",
+            r.map(|x| x.0)
+        );
         let deep = "{\"a\":".repeat(100_000);
         assert!(run_on(deep.as_bytes(), "deep.json", "application/json", 2).is_err());
         assert!(t.elapsed().as_secs() < 5);
@@ -994,7 +1124,12 @@ mod tests {
 
     #[test]
     fn empty_text_files() {
-        for (name, f) in [("e.json", "application/json"), ("e.log", MIME_LOG), ("e.md", "text/markdown"), ("e.txt", "text/plain")] {
+        for (name, f) in [
+            ("e.json", "application/json"),
+            ("e.log", MIME_LOG),
+            ("e.md", "text/markdown"),
+            ("e.txt", "text/plain"),
+        ] {
             for t in [1, 2] {
                 let r = run_on(b"", name, f, t);
                 if let Ok((p, out)) = r {

@@ -15,7 +15,11 @@ pub(crate) struct LimitedZip {
     left: u64,
 }
 
-pub(crate) fn open(path: &Path, format: &str, limits: &Limits) -> Result<LimitedZip, TransformError> {
+pub(crate) fn open(
+    path: &Path,
+    format: &str,
+    limits: &Limits,
+) -> Result<LimitedZip, TransformError> {
     let archive = ZipArchive::new(BufReader::new(File::open(path)?))
         .map_err(|e| TransformError::decode(format, format!("zip: {e}")))?;
     check(archive, format, limits)
@@ -62,7 +66,12 @@ impl LimitedZip {
         let mut entry = match self.archive.by_name(name) {
             Ok(e) => e,
             Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-            Err(e) => return Err(TransformError::decode("application/zip", format!("{name}: {e}"))),
+            Err(e) => {
+                return Err(TransformError::decode(
+                    "application/zip",
+                    format!("{name}: {e}"),
+                ))
+            }
         };
         let mut data = Vec::new();
         (&mut entry)
