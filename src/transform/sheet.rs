@@ -20,7 +20,8 @@ pub const STAGE2_BUDGET: usize = 2048;
 /// Columns shown per sheet; wider sheets are cut with a note.
 const MAX_COLUMNS: usize = 200;
 const MAX_SHEETS: usize = 64;
-const MAX_TOP: usize = 1000;
+/// Distinct text values tracked per column for the top-3 (later new values are not counted).
+const MAX_TOP: usize = 512;
 const CELL_CHARS: usize = 80;
 /// Row labels of the schema part of a CSV summary; everything else is a sample row.
 const SCHEMA_LABELS: [&str; 4] = ["column", "type", "rows", "empty"];
@@ -494,6 +495,16 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
         (MIME_XLS, _) | (_, "xls") => "xls",
         _ => "auto",
     };
+    if kind == "xls" || kind == "auto" {
+        // No zip to inspect: calamine reads the whole compound file, so bound its size.
+        let size = file_len(input.path)?;
+        if size > limits.max_inflated_bytes {
+            return Err(TransformError::Limit(format!(
+                "workbook of {size} bytes, limit {}",
+                limits.max_inflated_bytes
+            )));
+        }
+    }
     if kind == "xlsx" || kind == "ods" {
         // Zip-bomb guard: entry count and declared sizes, before calamine inflates anything.
         super::ziplimit::open(input.path, f, limits)?;
