@@ -400,4 +400,77 @@ mod tests {
         ));
         assert!(matches!(flatten(gray), DynamicImage::ImageLuma8(_)));
     }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        use image::ImageEncoder;
+        // Minimal little-endian TIFF block with Orientation = 6 (rotate 90 degrees clockwise).
+        let mut exif = b"II*\0".to_vec();
+        exif.extend_from_slice(&8u32.to_le_bytes());
+        exif.extend_from_slice(&1u16.to_le_bytes());
+        exif.extend_from_slice(&0x0112u16.to_le_bytes());
+        exif.extend_from_slice(&3u16.to_le_bytes());
+        exif.extend_from_slice(&1u32.to_le_bytes());
+        exif.extend_from_slice(&6u16.to_le_bytes());
+        exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let img = image::RgbImage::from_pixel(40, 20, image::Rgb([200, 10, 10]));
+        let mut jpeg = Vec::new();
+        let mut enc = JpegEncoder::new_with_quality(&mut jpeg, 90);
+        enc.set_exif_metadata(exif).unwrap();
+        enc.write_image(img.as_raw(), 40, 20, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (p, out) = (dir.path().join("r.jpg"), dir.path().join("o"));
+        std::fs::write(&p, &jpeg).unwrap();
+        let input = Input {
+            path: &p,
+            name: "r.jpg",
+            kind: Kind::Image,
+            format: "image/jpeg",
+            stage: 0,
+        };
+        let prod = run(1, &input, &out, &Limits::default()).unwrap();
+        assert_eq!(prod.note, "jpeg q60 20x40");
+        assert_eq!(
+            ImageReader::open(&out)
+                .unwrap()
+                .with_guessed_format()
+                .unwrap()
+                .into_dimensions()
+                .unwrap(),
+            (20, 40)
+        );
+    }
+
+    #[test]
+    fn stage2_bounds_the_longest_side() {
+        let img = image::GrayImage::from_fn(3000, 500, |x, _| image::Luma([(x % 256) as u8]));
+        let dir = tempfile::tempdir().unwrap();
+        let (p, out) = (dir.path().join("wide.png"), dir.path().join("o"));
+        img.save(&p).unwrap();
+        let input = Input {
+            path: &p,
+            name: "wide.png",
+            kind: Kind::Image,
+            format: "image/png",
+            stage: 0,
+        };
+        run(2, &input, &out, &Limits::default()).unwrap();
+        let (w, h) = ImageReader::open(&out)
+            .unwrap()
+            .with_guessed_format()
+            .unwrap()
+            .into_dimensions()
+            .unwrap();
+        assert_eq!(w, 1024);
+        assert!((170..=171).contains(&h), "{h}");
+        let small = Limits {
+            max_image_pixels: 1000,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            run(1, &input, &out, &small),
+            Err(TransformError::Limit(_))
+        ));
+    }
 }
