@@ -376,10 +376,12 @@ fn pdf_doc(input: &Input<'_>, limits: &Limits) -> Result<DocInfo, TransformError
     }
     let pages = doc.get_pages();
     info.count = Some(("pages", pages.len() as u64));
-    for &num in pages.keys().take(PDF_PAGES_READ as usize) {
+    let mut inflate_left = limits.max_inflated_bytes;
+    for (&num, &page_id) in pages.iter().take(PDF_PAGES_READ as usize) {
         if info.collected >= COLLECT_CHARS {
             break;
         }
+        check_page_inflation(&doc, page_id, &mut inflate_left)?;
         let Ok(text) = doc.extract_text(&[num]) else {
             continue;
         };
@@ -401,6 +403,39 @@ fn pdf_doc(input: &Input<'_>, limits: &Limits) -> Result<DocInfo, TransformError
         info.paragraph(&para);
     }
     Ok(info)
+}
+
+/// lopdf inflates content streams without a bound, so before text extraction the Flate
+/// streams of a page are inflated here into a counting sink, against `left`.
+fn check_page_inflation(
+    doc: &lopdf::Document,
+    page_id: lopdf::ObjectId,
+    left: &mut u64,
+) -> Result<(), TransformError> {
+    use std::io::Read;
+    for id in doc.get_page_contents(page_id) {
+        let Ok(stream) = doc.get_object(id).and_then(lopdf::Object::as_stream) else {
+            continue;
+        };
+        let first = stream
+            .filters()
+            .ok()
+            .and_then(|f| f.first().map(|f| f.to_vec()));
+        let n = if first.as_deref() == Some(b"FlateDecode".as_slice()) {
+            let mut dec = flate2::read::ZlibDecoder::new(stream.content.as_slice())
+                .take(left.saturating_add(1));
+            std::io::copy(&mut dec, &mut std::io::sink()).unwrap_or(0)
+        } else {
+            stream.content.len() as u64
+        };
+        if n > *left {
+            return Err(TransformError::Limit(
+                "pdf content streams inflate past the limit".to_string(),
+            ));
+        }
+        *left -= n;
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -552,5 +587,82 @@ mod tests {
         assert!(c.contains("title: T"));
         assert!(c.contains("first paragraph: First para."));
         assert!(!c.contains("Second"));
+    }
+
+    /// A one-page PDF whose content stream is a small deflate of many megabytes.
+    fn bomb_pdf(inflated: usize) -> Vec<u8> {
+        use std::io::Write;
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let chunk = vec![b' '; 1 << 16];
+        let mut left = inflated;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            z.write_all(&chunk[..n]).unwrap();
+            left -= n;
+        }
+        let body = z.finish().unwrap();
+        let mut pdf = b"%PDF-1.4\n".to_vec();
+        let mut offsets = Vec::new();
+        let objs: Vec<Vec<u8>> = vec![
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] /Contents 4 0 R >>".to_vec(),
+            {
+                let mut s = format!(
+                    "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+                    body.len()
+                )
+                .into_bytes();
+                s.extend_from_slice(&body);
+                s.extend_from_slice(b"\nendstream");
+                s
+            },
+        ];
+        for (i, o) in objs.iter().enumerate() {
+            offsets.push(pdf.len());
+            pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+            pdf.extend_from_slice(o);
+            pdf.extend_from_slice(b"\nendobj\n");
+        }
+        let xref = pdf.len();
+        pdf.extend_from_slice(
+            format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes(),
+        );
+        for o in offsets {
+            pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+        }
+        pdf.extend_from_slice(
+            format!(
+                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+                objs.len() + 1
+            )
+            .as_bytes(),
+        );
+        pdf
+    }
+
+    #[test]
+    fn pdf_content_bomb_hits_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bomb.pdf");
+        std::fs::write(&p, bomb_pdf(8 << 20)).unwrap();
+        assert!(std::fs::metadata(&p).unwrap().len() < 64 * 1024);
+        let input = Input {
+            path: &p,
+            name: "bomb.pdf",
+            kind: crate::transform::Kind::Document,
+            format: "application/pdf",
+            stage: 0,
+        };
+        let small = Limits {
+            max_inflated_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let r = crate::transform::apply(1, &input, &dir.path().join("o"), &small);
+        assert!(matches!(r, Err(TransformError::Limit(_))), "{r:?}");
+        // Under the default limits the same file is fine (blank page).
+        assert!(
+            crate::transform::apply(1, &input, &dir.path().join("o"), &Limits::default()).is_ok()
+        );
     }
 }
