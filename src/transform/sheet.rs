@@ -506,8 +506,9 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
         }
     }
     if kind == "xlsx" || kind == "ods" {
-        // Zip-bomb guard: entry count and declared sizes, before calamine inflates anything.
-        super::ziplimit::open(input.path, f, limits)?;
+        // Zip-bomb guard: entry count, declared and actual inflated sizes, before calamine
+        // inflates anything itself.
+        super::ziplimit::open(input.path, f, limits)?.verify_inflation()?;
     }
     let bad = |e: calamine::Error| TransformError::decode(f, e);
     let mut wb: calamine::Sheets<BufReader<File>> = match kind {

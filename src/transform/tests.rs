@@ -592,3 +592,29 @@ fn opendocument_text_and_presentation() {
         }
     }
 }
+
+#[test]
+fn lying_zip_sizes_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("liar.xlsx");
+    write_zip(&p, &[("xl/workbook.xml", vec![b'<'; 4 << 20])]);
+    let mut data = std::fs::read(&p).unwrap();
+    // Patch the declared uncompressed size (local header and central directory) down to 100.
+    let find = |data: &[u8], sig: &[u8]| data.windows(4).position(|w| w == sig).unwrap();
+    let local = find(&data, b"PK\x03\x04");
+    data[local + 22..local + 26].copy_from_slice(&100u32.to_le_bytes());
+    let central = find(&data, b"PK\x01\x02");
+    data[central + 24..central + 28].copy_from_slice(&100u32.to_le_bytes());
+    std::fs::write(&p, &data).unwrap();
+    let small = Limits {
+        max_inflated_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let d = detect_file(&p);
+    let r = run(1, &p, "liar.xlsx", &d, 0, &small);
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
+}
