@@ -122,7 +122,7 @@ fn by_magic(e: &str, head: &[u8]) -> Option<Detected> {
         (&[0xFD, b'7', b'z', b'X', b'Z', 0], "application/x-xz"),
         (b"7z\xBC\xAF\x27\x1C", "application/x-7z-compressed"),
         (b"\x7fELF", "application/x-elf"),
-        (b"RZDBCHK1", "application/octet-stream"),
+        (super::binary::MAGIC, "application/octet-stream"),
     ];
     other
         .iter()
