@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use super::{Encoding, Input, Produced, TransformError};
 
 pub const DEFAULT_CHUNK: usize = 256 * 1024;
-const MAGIC: &[u8; 8] = b"RZDBCHK1";
+pub(crate) const MAGIC: &[u8; 8] = b"RZDBCHK1";
 const VERSION: u32 = 1;
 const HEADER_LEN: u64 = 24;
 const FOOTER_LEN: u64 = 32;

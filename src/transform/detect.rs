@@ -3,21 +3,20 @@
 use super::util::ext;
 use super::{Detected, Kind};
 
-pub(crate) const MIME_DOCX: &str =
+pub const MIME_DOCX: &str =
     "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
-pub(crate) const MIME_PPTX: &str =
+pub const MIME_PPTX: &str =
     "application/vnd.openxmlformats-officedocument.presentationml.presentation";
-pub(crate) const MIME_XLSX: &str =
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
-pub(crate) const MIME_XLSM: &str = "application/vnd.ms-excel.sheet.macroEnabled.12";
-pub(crate) const MIME_ODT: &str = "application/vnd.oasis.opendocument.text";
-pub(crate) const MIME_ODP: &str = "application/vnd.oasis.opendocument.presentation";
-pub(crate) const MIME_ODS: &str = "application/vnd.oasis.opendocument.spreadsheet";
-pub(crate) const MIME_XLS: &str = "application/vnd.ms-excel";
-pub(crate) const MIME_DOC: &str = "application/msword";
-pub(crate) const MIME_PPT: &str = "application/vnd.ms-powerpoint";
-pub(crate) const MIME_LOG: &str = "text/x-log";
-pub(crate) const MIME_TSV: &str = "text/tab-separated-values";
+pub const MIME_XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+pub const MIME_XLSM: &str = "application/vnd.ms-excel.sheet.macroEnabled.12";
+pub const MIME_ODT: &str = "application/vnd.oasis.opendocument.text";
+pub const MIME_ODP: &str = "application/vnd.oasis.opendocument.presentation";
+pub const MIME_ODS: &str = "application/vnd.oasis.opendocument.spreadsheet";
+pub const MIME_XLS: &str = "application/vnd.ms-excel";
+pub const MIME_DOC: &str = "application/msword";
+pub const MIME_PPT: &str = "application/vnd.ms-powerpoint";
+pub const MIME_LOG: &str = "text/x-log";
+pub const MIME_TSV: &str = "text/tab-separated-values";
 
 fn det(kind: Kind, format: &str) -> Detected {
     Detected {
@@ -123,7 +122,7 @@ fn by_magic(e: &str, head: &[u8]) -> Option<Detected> {
         (&[0xFD, b'7', b'z', b'X', b'Z', 0], "application/x-xz"),
         (b"7z\xBC\xAF\x27\x1C", "application/x-7z-compressed"),
         (b"\x7fELF", "application/x-elf"),
-        (b"RZDBCHK1", "application/octet-stream"),
+        (super::binary::MAGIC, "application/octet-stream"),
     ];
     other
         .iter()

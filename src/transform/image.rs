@@ -53,7 +53,11 @@ pub(crate) fn decode(input: &Input<'_>, limits: &Limits) -> Result<DynamicImage,
     il.max_image_width = Some(side);
     il.max_image_height = Some(side);
     reader.limits(il);
-    let mut decoder = reader.into_decoder().map_err(|e| map_err(f, e))?;
+    let mut decoder = match reader.into_decoder() {
+        Ok(d) => d,
+        Err(ImageError::Unsupported(u)) if is_tiff(&u) => return tiff_or(input.path, limits, f, u),
+        Err(e) => return Err(map_err(f, e)),
+    };
     let (w, h) = decoder.dimensions();
     if w == 0 || h == 0 {
         return Err(TransformError::decode(f, format!("empty image {w}x{h}")));
@@ -68,9 +72,158 @@ pub(crate) fn decode(input: &Input<'_>, limits: &Limits) -> Result<DynamicImage,
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| map_err(f, e))?;
+    let mut img = match DynamicImage::from_decoder(decoder) {
+        Ok(img) => img,
+        Err(ImageError::Unsupported(u)) if is_tiff(&u) => tiff_or(input.path, limits, f, u)?,
+        Err(e) => return Err(map_err(f, e)),
+    };
     img.apply_orientation(orientation);
     Ok(img)
+}
+
+fn is_tiff(u: &image::error::UnsupportedError) -> bool {
+    matches!(
+        u.format_hint(),
+        image::error::ImageFormatHint::Exact(ImageFormat::Tiff)
+    )
+}
+
+/// The tiff fallback, reporting the original error when the fallback cannot decode either.
+fn tiff_or(
+    path: &Path,
+    limits: &Limits,
+    f: &str,
+    u: image::error::UnsupportedError,
+) -> Result<DynamicImage, TransformError> {
+    tiff_fallback(path, limits).map_err(|e| match e {
+        TransformError::Decode { reason, .. } => {
+            TransformError::decode(f, format!("{u}; {reason}"))
+        }
+        other => other,
+    })
+}
+
+/// TIFF sample layouts the image crate rejects (64-bit and float samples, planar storage):
+/// decoded with the tiff crate and scaled to 8 bits.
+fn tiff_fallback(path: &Path, limits: &Limits) -> Result<DynamicImage, TransformError> {
+    use tiff::decoder::{Decoder, DecodingResult};
+    use tiff::ColorType;
+    let bad = |e: tiff::TiffError| TransformError::decode("image/tiff", e);
+    let mut tl = tiff::decoder::Limits::default();
+    let cap = limits.max_alloc_bytes.min(usize::MAX as u64) as usize;
+    tl.decoding_buffer_size = cap;
+    tl.intermediate_buffer_size = cap;
+    let mut dec = Decoder::new(BufReader::new(File::open(path)?))
+        .map_err(bad)?
+        .with_limits(tl);
+    let (w, h) = dec.dimensions().map_err(bad)?;
+    if w as u64 * h as u64 > limits.max_image_pixels {
+        return Err(TransformError::Limit(format!(
+            "image {w}x{h} exceeds the pixel limit"
+        )));
+    }
+    let channels = match dec.colortype().map_err(bad)? {
+        ColorType::Gray(_) => 1usize,
+        ColorType::GrayA(_) => 2,
+        ColorType::RGB(_) => 3,
+        ColorType::RGBA(_) => 4,
+        other => {
+            return Err(TransformError::decode(
+                "image/tiff",
+                format!("color type {other:?}"),
+            ))
+        }
+    };
+    let mut data = DecodingResult::U8(Vec::new());
+    let layout = dec.read_image_to_buffer(&mut data).map_err(bad)?;
+    // Samples as f64 plus the value that maps to full intensity (None: min-max scale).
+    let (v, full): (Vec<f64>, Option<f64>) = match data {
+        DecodingResult::U8(d) => (d.iter().map(|&x| x as f64).collect(), Some(u8::MAX as f64)),
+        DecodingResult::U16(d) => (d.iter().map(|&x| x as f64).collect(), Some(u16::MAX as f64)),
+        DecodingResult::U32(d) => (d.iter().map(|&x| x as f64).collect(), Some(u32::MAX as f64)),
+        DecodingResult::U64(d) => (d.iter().map(|&x| x as f64).collect(), Some(u64::MAX as f64)),
+        DecodingResult::I8(d) => (d.iter().map(|&x| x as f64).collect(), None),
+        DecodingResult::I16(d) => (d.iter().map(|&x| x as f64).collect(), None),
+        DecodingResult::I32(d) => (d.iter().map(|&x| x as f64).collect(), None),
+        DecodingResult::I64(d) => (d.iter().map(|&x| x as f64).collect(), None),
+        DecodingResult::F16(d) => (d.iter().map(|&x| x.to_f64()).collect(), None),
+        DecodingResult::F32(d) => (d.iter().map(|&x| x as f64).collect(), None),
+        DecodingResult::F64(d) => (d, None),
+    };
+    let px = w as usize * h as usize;
+    let planar = layout.planes > 1;
+    let channels = if !planar && v.len() < px * channels {
+        1
+    } else {
+        channels
+    };
+    if v.len() < px * channels {
+        return Err(TransformError::decode("image/tiff", "short sample buffer"));
+    }
+    let (lo, hi) = match full {
+        Some(max) => (0.0, max),
+        None => {
+            let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+            for &x in v.iter().filter(|x| x.is_finite()) {
+                lo = lo.min(x);
+                hi = hi.max(x);
+            }
+            if lo >= 0.0 && hi <= 1.0 {
+                (0.0, 1.0)
+            } else {
+                (lo, hi)
+            }
+        }
+    };
+    let scale = if hi > lo { 255.0 / (hi - lo) } else { 0.0 };
+    let sample = |i: usize, c: usize| -> u8 {
+        let x = if planar {
+            v[c * px + i]
+        } else {
+            v[i * channels + c]
+        };
+        if x.is_finite() {
+            ((x - lo) * scale).round().clamp(0.0, 255.0) as u8
+        } else {
+            0
+        }
+    };
+    Ok(match channels {
+        1 | 2 => {
+            let buf: Vec<u8> = (0..px)
+                .flat_map(|i| (0..channels).map(move |c| (i, c)))
+                .map(|(i, c)| sample(i, c))
+                .collect();
+            if channels == 1 {
+                DynamicImage::ImageLuma8(
+                    image::GrayImage::from_raw(w, h, buf)
+                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
+                )
+            } else {
+                DynamicImage::ImageLumaA8(
+                    image::GrayAlphaImage::from_raw(w, h, buf)
+                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
+                )
+            }
+        }
+        _ => {
+            let buf: Vec<u8> = (0..px)
+                .flat_map(|i| (0..channels).map(move |c| (i, c)))
+                .map(|(i, c)| sample(i, c))
+                .collect();
+            if channels == 3 {
+                DynamicImage::ImageRgb8(
+                    image::RgbImage::from_raw(w, h, buf)
+                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
+                )
+            } else {
+                DynamicImage::ImageRgba8(
+                    image::RgbaImage::from_raw(w, h, buf)
+                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
+                )
+            }
+        }
+    })
 }
 
 /// White background under alpha; 8-bit gray stays gray, everything else becomes 8-bit RGB.
@@ -246,5 +399,78 @@ mod tests {
             image::Luma([65535u16]),
         ));
         assert!(matches!(flatten(gray), DynamicImage::ImageLuma8(_)));
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        use image::ImageEncoder;
+        // Minimal little-endian TIFF block with Orientation = 6 (rotate 90 degrees clockwise).
+        let mut exif = b"II*\0".to_vec();
+        exif.extend_from_slice(&8u32.to_le_bytes());
+        exif.extend_from_slice(&1u16.to_le_bytes());
+        exif.extend_from_slice(&0x0112u16.to_le_bytes());
+        exif.extend_from_slice(&3u16.to_le_bytes());
+        exif.extend_from_slice(&1u32.to_le_bytes());
+        exif.extend_from_slice(&6u16.to_le_bytes());
+        exif.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        let img = image::RgbImage::from_pixel(40, 20, image::Rgb([200, 10, 10]));
+        let mut jpeg = Vec::new();
+        let mut enc = JpegEncoder::new_with_quality(&mut jpeg, 90);
+        enc.set_exif_metadata(exif).unwrap();
+        enc.write_image(img.as_raw(), 40, 20, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (p, out) = (dir.path().join("r.jpg"), dir.path().join("o"));
+        std::fs::write(&p, &jpeg).unwrap();
+        let input = Input {
+            path: &p,
+            name: "r.jpg",
+            kind: Kind::Image,
+            format: "image/jpeg",
+            stage: 0,
+        };
+        let prod = run(1, &input, &out, &Limits::default()).unwrap();
+        assert_eq!(prod.note, "jpeg q60 20x40");
+        assert_eq!(
+            ImageReader::open(&out)
+                .unwrap()
+                .with_guessed_format()
+                .unwrap()
+                .into_dimensions()
+                .unwrap(),
+            (20, 40)
+        );
+    }
+
+    #[test]
+    fn stage2_bounds_the_longest_side() {
+        let img = image::GrayImage::from_fn(3000, 500, |x, _| image::Luma([(x % 256) as u8]));
+        let dir = tempfile::tempdir().unwrap();
+        let (p, out) = (dir.path().join("wide.png"), dir.path().join("o"));
+        img.save(&p).unwrap();
+        let input = Input {
+            path: &p,
+            name: "wide.png",
+            kind: Kind::Image,
+            format: "image/png",
+            stage: 0,
+        };
+        run(2, &input, &out, &Limits::default()).unwrap();
+        let (w, h) = ImageReader::open(&out)
+            .unwrap()
+            .with_guessed_format()
+            .unwrap()
+            .into_dimensions()
+            .unwrap();
+        assert_eq!(w, 1024);
+        assert!((170..=171).contains(&h), "{h}");
+        let small = Limits {
+            max_image_pixels: 1000,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            run(1, &input, &out, &small),
+            Err(TransformError::Limit(_))
+        ));
     }
 }

@@ -4,6 +4,19 @@
 //! output file, and reports what it wrote. Decisions about *whether* to keep the output (it must
 //! be smaller, the stage must be due) belong to the engine.
 //!
+//! What each kind produces (see DESIGN.md section 3):
+//!
+//! | kind        | stage 1                                   | stage 2 (at most 2 KiB for text)   |
+//! |-------------|-------------------------------------------|------------------------------------|
+//! | image       | `image/jpeg` q60, same size               | `image/jpeg` q30, longest side 1024|
+//! | text        | JSON shape (`application/json`), log digest (`text/plain`), Markdown outline (`text/markdown`), text extract (`text/plain`) | the same, compacted |
+//! | spreadsheet | csv/tsv: `text/csv` stats + first rows; workbooks: `text/plain` | schema only, same format |
+//! | document    | `text/plain` metadata, headings, paragraphs | `text/plain` metadata + first paragraph |
+//! | binary      | chunked zstd container (`Encoding::Chunked`), format unchanged | none (`NoTransform`) |
+//!
+//! A stage-2 transform given stage-1 bytes (`Input::stage == 1`, `Input::format` the stage-1
+//! format) compacts that summary; given the original it summarizes the original directly.
+//!
 //! Invariants:
 //! - No transform panics on hostile input; third-party decoders are additionally run behind
 //!   `catch_unwind` so a decoder bug becomes a `Decode` error.

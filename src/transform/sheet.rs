@@ -20,7 +20,8 @@ pub const STAGE2_BUDGET: usize = 2048;
 /// Columns shown per sheet; wider sheets are cut with a note.
 const MAX_COLUMNS: usize = 200;
 const MAX_SHEETS: usize = 64;
-const MAX_TOP: usize = 1000;
+/// Distinct text values tracked per column for the top-3 (later new values are not counted).
+const MAX_TOP: usize = 512;
 const CELL_CHARS: usize = 80;
 /// Row labels of the schema part of a CSV summary; everything else is a sample row.
 const SCHEMA_LABELS: [&str; 4] = ["column", "type", "rows", "empty"];
@@ -224,6 +225,8 @@ struct SheetStats {
     sample: Vec<Vec<String>>,
     /// Set when reading stopped at the scan limit.
     partial: bool,
+    /// Comment rows found above the header.
+    comments: Vec<String>,
 }
 
 impl SheetStats {
@@ -246,6 +249,7 @@ impl SheetStats {
             columns,
             sample: Vec::new(),
             partial: false,
+            comments: Vec::new(),
         }
     }
 
@@ -491,9 +495,20 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
         (MIME_XLS, _) | (_, "xls") => "xls",
         _ => "auto",
     };
+    if kind == "xls" || kind == "auto" {
+        // No zip to inspect: calamine reads the whole compound file, so bound its size.
+        let size = file_len(input.path)?;
+        if size > limits.max_inflated_bytes {
+            return Err(TransformError::Limit(format!(
+                "workbook of {size} bytes, limit {}",
+                limits.max_inflated_bytes
+            )));
+        }
+    }
     if kind == "xlsx" || kind == "ods" {
-        // Zip-bomb guard: entry count and declared sizes, before calamine inflates anything.
-        super::ziplimit::open(input.path, f, limits)?;
+        // Zip-bomb guard: entry count, declared and actual inflated sizes, before calamine
+        // inflates anything itself.
+        super::ziplimit::open(input.path, f, limits)?.verify_inflation()?;
     }
     let bad = |e: calamine::Error| TransformError::decode(f, e);
     let mut wb: calamine::Sheets<BufReader<File>> = match kind {
@@ -512,7 +527,21 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
     let mut out = Vec::new();
     for name in names.iter().take(MAX_SHEETS) {
         let range = wb.worksheet_range(name).map_err(bad)?;
-        let mut rows = range.rows();
+        let mut rows = range.rows().peekable();
+        // Leading comment rows ("# Data source: ...", alone in their row) precede the header.
+        let mut comments = Vec::new();
+        while let Some(r) = rows.peek() {
+            let filled: Vec<String> = r
+                .iter()
+                .filter(|c| **c != Data::Empty)
+                .map(|c| c.to_string())
+                .collect();
+            if filled.len() != 1 || !filled[0].starts_with('#') || comments.len() >= 10 {
+                break;
+            }
+            comments.push(clip_ellipsis(&filled[0], 200));
+            rows.next();
+        }
         let header: Vec<String> = rows
             .next()
             .map(|r| {
@@ -523,6 +552,7 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
             })
             .unwrap_or_default();
         let mut st = SheetStats::new(name.clone(), header);
+        st.comments = comments;
         for r in rows {
             let vals: Vec<(Val<'_>, String)> = r.iter().map(cell_val).collect();
             let disp: Vec<String> = vals.iter().map(|(_, s)| s.clone()).collect();
@@ -572,6 +602,9 @@ fn workbook_text(input: &Input<'_>, sheets: &[SheetStats], full: bool, samples: 
             st.rows,
             st.columns.len()
         );
+        for c in &st.comments {
+            let _ = writeln!(s, "  note: {c}");
+        }
         for c in st.columns.iter().take(MAX_COLUMNS) {
             let _ = writeln!(s, "{}", column_line(c, full));
         }
@@ -601,7 +634,9 @@ fn workbook_text(input: &Input<'_>, sheets: &[SheetStats], full: bool, samples: 
 fn compact_workbook_text(text: &str, budget: usize) -> String {
     let kept: Vec<String> = text
         .lines()
-        .filter(|l| !l.starts_with("    |") && !l.starts_with("  first "))
+        .filter(|l| {
+            !l.starts_with("    |") && !l.starts_with("  first ") && !l.starts_with("  note: ")
+        })
         .map(|l| {
             if l.starts_with("  - ") {
                 let mut parts = l.splitn(3, "; ");

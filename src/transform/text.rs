@@ -18,9 +18,9 @@ use super::util::{
 };
 use super::{Encoding, Input, Limits, Produced, TransformError};
 
-/// Stage-1 budget for plain text and Markdown summaries.
+/// Stage-1 budget for plain-text summaries.
 pub const STAGE1_BUDGET: usize = 4096;
-/// Stage-1 budget for JSON shapes and log digests, which carry more structure.
+/// Stage-1 budget for JSON shapes, log digests and Markdown outlines, which carry structure.
 pub const STAGE1_STRUCT_BUDGET: usize = 16 * 1024;
 /// Every stage-2 text is at most this long.
 pub const STAGE2_BUDGET: usize = 2048;
@@ -78,7 +78,8 @@ pub(crate) fn apply(
         }
     };
     let stage1_budget = match sub {
-        Sub::Json | Sub::Log => STAGE1_STRUCT_BUDGET,
+        // Markdown keeps every heading, so it gets the larger budget too.
+        Sub::Json | Sub::Log | Sub::Markdown => STAGE1_STRUCT_BUDGET,
         _ => STAGE1_BUDGET,
     };
     let budget = cap(if target >= 2 {
@@ -102,7 +103,7 @@ pub(crate) fn apply(
                 let (data, _) = super::util::read_bounded(input.path, limits.max_text_scan_bytes)?;
                 String::from_utf8_lossy(&data).into_owned()
             } else {
-                log_summary(input, limits)?
+                log_summary(input, limits, cap(STAGE1_STRUCT_BUDGET))?
             };
             (
                 fit_lines(&s, budget).into_bytes(),
@@ -701,7 +702,11 @@ pub(crate) fn log_message(line: &str) -> Option<(&'static str, String)> {
 
 const MAX_DISTINCT: usize = 10_000;
 
-fn log_summary(input: &Input<'_>, limits: &Limits) -> Result<String, TransformError> {
+fn log_summary(
+    input: &Input<'_>,
+    limits: &Limits,
+    budget: usize,
+) -> Result<String, TransformError> {
     let mut r = LineReader::open(input.path, limits.max_text_scan_bytes)?;
     let mut first: Vec<String> = Vec::new();
     let mut last: VecDeque<String> = VecDeque::new();
@@ -775,14 +780,43 @@ fn log_summary(input: &Input<'_>, limits: &Limits) -> Result<String, TransformEr
             .then(b.1 .0.cmp(&a.1 .0))
             .then(a.1 .1.cmp(&b.1 .1))
     });
+    // First and last lines are kept whole; the distinct messages get the rest of the budget,
+    // most important first, so a prefix of this text is also the best shorter digest.
+    let mut context = String::new();
+    let _ = writeln!(context, "# first {} lines", first.len());
+    for l in &first {
+        let _ = writeln!(context, "{l}");
+    }
+    if !last.is_empty() {
+        let _ = writeln!(context, "# last {} lines", last.len());
+        for l in &last {
+            let _ = writeln!(context, "{l}");
+        }
+    }
     if !d.is_empty() {
         let _ = writeln!(
             s,
             "# {} distinct error/warning messages (ids masked as #), most frequent first",
             d.len()
         );
+        let room = budget.saturating_sub(s.len() + context.len() + 80);
+        let mut shown = 0usize;
+        let mut used = 0usize;
         for ((level, msg), (count, _)) in &d {
-            let _ = writeln!(s, "{level:<5} (x{count}) {msg}");
+            let line = format!("{level:<5} (x{count}) {msg}\n");
+            if used + line.len() > room {
+                break;
+            }
+            used += line.len();
+            s.push_str(&line);
+            shown += 1;
+        }
+        if shown < d.len() {
+            let _ = writeln!(
+                s,
+                "# {} less frequent distinct messages omitted",
+                d.len() - shown
+            );
         }
         if dropped_distinct > 0 {
             let _ = writeln!(
@@ -791,16 +825,7 @@ fn log_summary(input: &Input<'_>, limits: &Limits) -> Result<String, TransformEr
             );
         }
     }
-    let _ = writeln!(s, "# first {} lines", first.len());
-    for l in &first {
-        let _ = writeln!(s, "{l}");
-    }
-    if !last.is_empty() {
-        let _ = writeln!(s, "# last {} lines", last.len());
-        for l in &last {
-            let _ = writeln!(s, "{l}");
-        }
-    }
+    s.push_str(&context);
     Ok(s)
 }
 
@@ -864,30 +889,46 @@ fn markdown_summary(path: &Path, limits: &Limits, budget: usize) -> Result<Strin
             cur.push_str(clip(t.trim_end(), 600 - cur.len().min(600)));
         }
     }
-    for para_chars in [400usize, 200, 100, 0] {
+    let tail = if extra_headings > 0 {
+        format!("\n<!-- {extra_headings} more headings -->\n")
+    } else {
+        String::new()
+    };
+    // Every heading first; then each section's paragraph, shorter and shorter, while it fits.
+    let outline: usize = sections
+        .iter()
+        .flat_map(|(h, _)| h)
+        .map(|h| h.len() + 1)
+        .sum();
+    for para_chars in [400usize, 200, 100] {
+        let mut room = budget.saturating_sub(outline + tail.len());
         let mut s = String::new();
+        let mut all_in = true;
         for (h, p) in &sections {
             if let Some(h) = h {
                 let _ = writeln!(s, "{h}");
-                if para_chars == 0 {
-                    continue;
+            }
+            if !p.is_empty() {
+                let para = format!("\n{}\n\n", clip_ellipsis(p, para_chars));
+                if para.len() <= room {
+                    room -= para.len();
+                    s.push_str(&para);
+                } else {
+                    all_in = false;
                 }
             }
-            if !p.is_empty() && para_chars > 0 {
-                let _ = writeln!(s, "\n{}\n", clip_ellipsis(p, para_chars));
-            }
         }
-        if extra_headings > 0 {
-            let _ = writeln!(s, "\n<!-- {extra_headings} more headings -->");
-        }
-        if s.len() <= budget {
+        s.push_str(&tail);
+        if s.len() <= budget && (all_in || para_chars == 100) {
             return Ok(s);
         }
-        if para_chars == 0 {
-            return Ok(fit_lines(&s, budget));
-        }
     }
-    Ok(String::new())
+    let outline_only: String = sections
+        .iter()
+        .flat_map(|(h, _)| h)
+        .map(|h| format!("{h}\n"))
+        .collect();
+    Ok(fit_lines(&(outline_only + &tail), budget))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1040,7 +1081,7 @@ fn plain_summary(
     let mut chosen = Vec::new();
     let mut used = 0;
     for (_, i, t) in key {
-        if used + t.len() + 1 <= room {
+        if used + t.len() < room {
             used += t.len() + 1;
             chosen.push((i, t));
         }
@@ -1150,5 +1191,45 @@ mod tests {
         assert_eq!(items["length"], 2);
         assert_eq!(items["items"]["keys"]["id"]["type"], "integer");
         assert_eq!(items["items"]["keys"]["id"]["max"], 2);
+    }
+
+    #[test]
+    fn log_with_many_distinct_errors_keeps_context() {
+        let mut log = String::new();
+        let words = [
+            "alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "zeta",
+        ];
+        for i in 0..3000usize {
+            let (a, b, c) = (words[i % 8], words[i / 8 % 8], words[i / 64 % 8]);
+            log.push_str(&format!(
+                "2026-01-01 10:00:{:02} ERROR failed {a} {b} {c} step\n",
+                i % 60
+            ));
+            log.push_str(&format!("2026-01-01 10:00:{:02} INFO ok {i}\n", i % 60));
+        }
+        let (_, out) = run_on(log.as_bytes(), "x.log", MIME_LOG, 1).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.len() <= STAGE1_STRUCT_BUDGET);
+        assert!(out.contains("# levels: ERROR=3000 INFO=3000"), "{out}");
+        assert!(out.contains("# first 5 lines") && out.contains("# last 5 lines"));
+        assert!(out.contains("failed alpha alpha alpha step"));
+        let (_, out2) = run_on(log.as_bytes(), "x.log", MIME_LOG, 2).unwrap();
+        assert!(out2.len() <= STAGE2_BUDGET && out2.starts_with(b"# log summary"));
+    }
+
+    #[test]
+    fn markdown_outline_keeps_all_headings() {
+        let mut md = String::from("Intro paragraph here.\n\n```\n# not a heading\n```\n");
+        for i in 0..100 {
+            md.push_str(&format!("## Section {i}\n\nBody of section {i} with some words.\nMore words.\n\nSecond para {i}.\n\n"));
+        }
+        let (p, out) = run_on(md.as_bytes(), "n.md", "text/markdown", 1).unwrap();
+        assert_eq!(p.format, "text/markdown");
+        let out = String::from_utf8(out).unwrap();
+        for i in 0..100 {
+            assert!(out.contains(&format!("## Section {i}\n")), "{i}");
+        }
+        assert!(out.contains("Body of section 7 with some words. More words."));
+        assert!(!out.contains("Second para") && !out.contains("not a heading"));
     }
 }

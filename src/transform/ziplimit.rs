@@ -86,4 +86,26 @@ impl LimitedZip {
         self.left -= data.len() as u64;
         Ok(Some(data))
     }
+
+    /// Inflates every entry into a counting sink against the budget. For readers (calamine)
+    /// that inflate on their own: declared sizes can lie, this cannot.
+    pub fn verify_inflation(&mut self) -> Result<(), TransformError> {
+        for i in 0..self.archive.len() {
+            let mut entry = self.archive.by_index(i).map_err(|e| {
+                TransformError::decode("application/zip", format!("entry {i}: {e}"))
+            })?;
+            let n = std::io::copy(
+                &mut (&mut entry).take(self.left.saturating_add(1)),
+                &mut std::io::sink(),
+            )
+            .map_err(|e| TransformError::decode("application/zip", format!("entry {i}: {e}")))?;
+            if n > self.left {
+                return Err(TransformError::Limit(format!(
+                    "zip inflates past the limit at entry {i}"
+                )));
+            }
+            self.left -= n;
+        }
+        Ok(())
+    }
 }
