@@ -9,7 +9,9 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use rustdb::clock::ManualClock;
-use rustdb::engine::{Engine, EngineConfig, EngineError, ObjectFilter, OpenedArtifact, TickOptions};
+use rustdb::engine::{
+    Engine, EngineConfig, EngineError, ObjectFilter, OpenedArtifact, TickOptions,
+};
 use rustdb::policy::{Policy, PolicySet};
 
 const T: [i64; 5] = [0, 100, 200, 300, 400];
@@ -79,7 +81,11 @@ fn content(binary: bool, seed: u64) -> Vec<u8> {
         (0..65_536)
             .map(|_| {
                 let r = xorshift(&mut s) as u8;
-                if incompressible { r } else { r & 0x0f }
+                if incompressible {
+                    r
+                } else {
+                    r & 0x0f
+                }
             })
             .collect()
     } else {
@@ -90,7 +96,9 @@ fn content(binary: bool, seed: u64) -> Vec<u8> {
         let mut out = String::new();
         while out.len() < 9_000 {
             let n = 5 + xorshift(&mut s) % 9;
-            let words: Vec<&str> = (0..n).map(|_| WORDS[(xorshift(&mut s) % 16) as usize]).collect();
+            let words: Vec<&str> = (0..n)
+                .map(|_| WORDS[(xorshift(&mut s) % 16) as usize])
+                .collect();
             out.push_str(&words.join(" "));
             out.push_str(". ");
         }
@@ -145,7 +153,15 @@ impl World {
     fn new() -> World {
         let clock = Arc::new(ManualClock::at(1_000_000));
         let dir = tempfile::tempdir().unwrap();
-        let mut w = World { clock, dir, engine: None, root: 0, files: Vec::new(), now: 1_000_000, names: 0 };
+        let mut w = World {
+            clock,
+            dir,
+            engine: None,
+            root: 0,
+            files: Vec::new(),
+            now: 1_000_000,
+            names: 0,
+        };
         w.load();
         w
     }
@@ -196,7 +212,10 @@ impl World {
                 self.names += 1;
                 let bytes = content(*binary, *seed);
                 let name = format!("f{}.{}", self.names, if *binary { "bin" } else { "txt" });
-                let (view, mut file) = self.engine().create(self.root, name.as_bytes(), 0o644, 0, 0).unwrap();
+                let (view, mut file) = self
+                    .engine()
+                    .create(self.root, name.as_bytes(), 0o644, 0, 0)
+                    .unwrap();
                 file.write_all(&bytes).unwrap();
                 drop(file);
                 let id = view.node.ino;
@@ -220,7 +239,10 @@ impl World {
                 f.last_access = now;
                 f.progress = 0.0;
                 let id = f.id;
-                let opened = self.engine().open(id, None, false, false, Some("cat")).unwrap();
+                let opened = self
+                    .engine()
+                    .open(id, None, false, false, Some("cat"))
+                    .unwrap();
                 drop(opened);
                 self.engine().release(id, false, false);
             }
@@ -259,7 +281,9 @@ impl World {
                         f.go(target, now);
                     }
                 }
-                self.engine().tick(Some(TENANT), TickOptions::default()).unwrap();
+                self.engine()
+                    .tick(Some(TENANT), TickOptions::default())
+                    .unwrap();
             }
             Op::ForcedTick => {
                 for f in self.files.iter_mut().filter(|f| !f.purged && !f.pinned) {
@@ -273,7 +297,13 @@ impl World {
                 }
                 let r = self
                     .engine()
-                    .tick(Some(TENANT), TickOptions { force: true, ..Default::default() })
+                    .tick(
+                        Some(TENANT),
+                        TickOptions {
+                            force: true,
+                            ..Default::default()
+                        },
+                    )
                     .unwrap();
                 assert_eq!(r.failed, 0, "{r:?}");
             }
@@ -281,23 +311,30 @@ impl World {
                 let Some(f) = self.live(*i) else { return };
                 f.pinned = *on;
                 let id = f.id;
-                self.engine().control(id, Some(*on), None, None, None).unwrap();
+                self.engine()
+                    .control(id, Some(*on), None, None, None)
+                    .unwrap();
             }
             Op::Speed(i, s) => {
                 let Some(f) = self.live(*i) else { return };
                 f.speed = *s;
                 let id = f.id;
-                self.engine().control(id, None, None, Some(*s), None).unwrap();
+                self.engine()
+                    .control(id, None, None, Some(*s), None)
+                    .unwrap();
             }
             Op::KeepOriginal(i) => {
                 let Some(f) = self.live(*i) else { return };
                 f.keep = true;
                 let id = f.id;
-                self.engine().control(id, None, None, None, Some(true)).unwrap();
+                self.engine()
+                    .control(id, None, None, None, Some(true))
+                    .unwrap();
             }
             Op::Restore(i) => {
                 let Some(f) = self.live(*i) else { return };
-                let possible = f.stage == 0 || f.lossless() || f.original_until.is_some_and(|u| u > now);
+                let possible =
+                    f.stage == 0 || f.lossless() || f.original_until.is_some_and(|u| u > now);
                 let id = f.id;
                 if possible && f.stage > 0 {
                     f.stage = 0;
@@ -309,7 +346,9 @@ impl World {
                 match (possible, got) {
                     (true, Ok(_)) => {}
                     (false, Err(EngineError::Conflict(_))) => {}
-                    (p, other) => panic!("restore of {id}: model says possible={p}, engine {other:?}"),
+                    (p, other) => {
+                        panic!("restore of {id}: model says possible={p}, engine {other:?}")
+                    }
                 }
             }
             Op::Restart => {
@@ -323,7 +362,13 @@ impl World {
     fn check(&self) {
         let e = self.engine();
         let listed: BTreeMap<u64, _> = e
-            .list_objects(TENANT, &ObjectFilter { include_deleted: true, ..Default::default() })
+            .list_objects(
+                TENANT,
+                &ObjectFilter {
+                    include_deleted: true,
+                    ..Default::default()
+                },
+            )
             .unwrap()
             .into_iter()
             .map(|i| (i.object.id, i.object))
@@ -331,17 +376,32 @@ impl World {
         for f in &self.files {
             let o = &listed[&f.id];
             if f.purged {
-                assert!(o.deleted_at.is_some() && o.stage == 4, "{} should be purged: {o:?}", f.id);
+                assert!(
+                    o.deleted_at.is_some() && o.stage == 4,
+                    "{} should be purged: {o:?}",
+                    f.id
+                );
                 continue;
             }
-            assert_eq!(o.stage, f.stage, "stage of {} ({}): model {f:?}", f.id, if f.binary { "binary" } else { "text" });
+            assert_eq!(
+                o.stage,
+                f.stage,
+                "stage of {} ({}): model {f:?}",
+                f.id,
+                if f.binary { "binary" } else { "text" }
+            );
             let bytes = read_all(e, f.id);
             if f.lossless() {
                 assert_eq!(bytes.len(), f.content.len(), "size of lossless {}", f.id);
                 assert!(bytes == f.content, "bytes of lossless {} differ", f.id);
             } else {
                 assert!(!bytes.is_empty(), "{} is empty at stage {}", f.id, f.stage);
-                assert!(bytes.len() < f.content.len(), "{} did not shrink at stage {}", f.id, f.stage);
+                assert!(
+                    bytes.len() < f.content.len(),
+                    "{} did not shrink at stage {}",
+                    f.id,
+                    f.stage
+                );
             }
             assert_eq!(o.size, bytes.len() as u64, "recorded size of {}", f.id);
         }
@@ -370,7 +430,7 @@ fn read_all(e: &Engine, id: u64) -> Vec<u8> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, max_shrink_iters: 200, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 96, max_shrink_iters: 200, ..ProptestConfig::default() })]
 
     #[test]
     fn engine_agrees_with_the_reference_model(ops in proptest::collection::vec(op(), 1..40)) {
@@ -380,4 +440,24 @@ proptest! {
             world.check();
         }
     }
+}
+
+/// Found by the property test: a binary that skips from stage 0 to 3 on the wall clock must get
+/// its stub, not keep its original bytes.
+#[test]
+fn regression_binary_skipping_to_stage_three_gets_a_stub() {
+    let mut world = World::new();
+    for op in [
+        Op::Create {
+            binary: true,
+            seed: 0,
+        },
+        Op::Speed(0, 0.5),
+        Op::Advance(600),
+        Op::Tick,
+    ] {
+        world.apply(&op);
+        world.check();
+    }
+    assert_eq!(world.files[0].stage, 3);
 }

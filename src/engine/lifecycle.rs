@@ -52,12 +52,15 @@ enum Plan {
     Purge,
 }
 
-fn plan(kind: Kind, target: u8) -> Plan {
+/// How `target` is made from an artifact at stage `from` (a step may skip stages).
+fn plan(kind: Kind, from: u8, target: u8) -> Plan {
     match (kind, target) {
         (_, t) if t >= PURGED => Plan::Purge,
         (Kind::Binary, 1) => Plan::Transform,
         (Kind::Binary, 2) => Plan::Stub,
-        (Kind::Binary, _) => Plan::KeepBytes,
+        // A binary has nothing after its stub: stage 3 keeps the stub, or makes it when skipped.
+        (Kind::Binary, _) if from >= 2 => Plan::KeepBytes,
+        (Kind::Binary, _) => Plan::Stub,
         (_, 1 | 2) => Plan::Transform,
         _ => Plan::Stub,
     }
@@ -460,7 +463,7 @@ impl Engine {
         target: u8,
     ) -> Result<Option<Candidate>> {
         let kind = Kind::parse(&o.kind).unwrap_or(Kind::Binary);
-        let use_stub = match plan(kind, target) {
+        let use_stub = match plan(kind, o.stage, target) {
             Plan::Transform => o.fail_count + 1 >= MAX_TRANSFORM_FAILURES,
             Plan::Stub => true,
             Plan::KeepBytes | Plan::Purge => return Ok(None),
@@ -485,7 +488,7 @@ impl Engine {
                 stage_history: &history,
             });
             std::fs::write(&out, bytes)?;
-            let note = if matches!(plan(kind, target), Plan::Transform) {
+            let note = if matches!(plan(kind, o.stage, target), Plan::Transform) {
                 format!("metadata stub after {} failed transforms", o.fail_count)
             } else {
                 "metadata stub".to_string()

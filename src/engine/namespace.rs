@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::{reschedule, Engine, EngineError, Opens, Result};
+use super::{reschedule, Engine, EngineError, Result};
 use crate::catalog::{Encoding, HistoryRow, NodeRow, NodeType, ObjectRow};
 use crate::transform::binary::ChunkedReader;
 use crate::transform::detect::detect;
