@@ -445,3 +445,72 @@ fn mount_pin_and_speed_through_xattrs() {
         "speed 2 purges after the stub"
     );
 }
+
+fn fast_policy_file(inst_dir: &std::path::Path) -> std::path::PathBuf {
+    let policy = serde_json::json!({
+        "stage_one_after_sec": 1, "stage_two_after_sec": 3600, "stub_after_sec": 7200,
+        "delete_after_sec": 10800, "min_retention_sec": 0, "grace_delete_sec": 0,
+        "access_cooldown_sec": 0, "restore_window_sec": 600, "keep_original": false,
+        "heat_half_life_sec": 86400
+    });
+    let set = serde_json::json!({
+        "image": policy, "text": policy, "spreadsheet": policy, "document": policy, "binary": policy
+    });
+    let path = inst_dir.join("policy.json");
+    std::fs::write(&path, set.to_string()).unwrap();
+    path
+}
+
+#[test]
+fn mount_scheduler_decays_on_the_wall_clock() {
+    require_mount!();
+    let dir = tempfile::tempdir().unwrap();
+    let policy = fast_policy_file(dir.path());
+    let inst = Instance::start(&[
+        ("RUSTDB_POLICY_FILE", policy.to_str().unwrap()),
+        ("RUSTDB_TICK_INTERVAL_SEC", "1"),
+    ]);
+    let path = inst.path("log.txt");
+    std::fs::write(&path, "a line of the log that repeats\n".repeat(400)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while xattr(&path, "user.rustdb.stage").as_deref() != Some("1") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the scheduler never decayed the file:\n{}",
+            inst.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let next: i64 = xattr(&path, "user.rustdb.next_decay_at")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(
+        next > now + 3000,
+        "stage 2 is due an hour after the last access: {next} vs {now}"
+    );
+}
+
+#[test]
+fn mount_shadow_mode_reports_and_changes_nothing() {
+    require_mount!();
+    let inst = Instance::start(&[("RUSTDB_SHADOW_MODE", "true")]);
+    let original = std::fs::read(common::corpus().join("images/coffee.png")).unwrap();
+    std::fs::write(inst.path("coffee.png"), &original).unwrap();
+    let report = inst.force_tick();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["changed"], 1, "{report}");
+    assert!(
+        report["bytes_saved"].as_i64().unwrap() > 100_000,
+        "{report}"
+    );
+    assert_eq!(std::fs::read(inst.path("coffee.png")).unwrap(), original);
+    assert_eq!(
+        xattr(&inst.path("coffee.png"), "user.rustdb.stage").as_deref(),
+        Some("0")
+    );
+}
