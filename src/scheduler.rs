@@ -26,11 +26,10 @@ impl Scheduler {
                     "scheduler running"
                 );
                 let mut next_tick = Instant::now() + tick_interval;
-                loop {
-                    match stopped.recv_timeout(Duration::from_secs(1)) {
-                        Err(RecvTimeoutError::Timeout) => {}
-                        _ => break,
-                    }
+                // Wakes every second; a message (or a dropped sender) means stop.
+                while let Err(RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(Duration::from_secs(1))
+                {
                     if let Err(e) = engine.flush_heat() {
                         error!(error = %e, "heat flush failed");
                     }

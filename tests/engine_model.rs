@@ -77,7 +77,7 @@ fn xorshift(seed: &mut u64) -> u64 {
 fn content(binary: bool, seed: u64) -> Vec<u8> {
     let mut s = seed | 1;
     if binary {
-        let incompressible = seed % 3 == 0;
+        let incompressible = seed.is_multiple_of(3);
         (0..65_536)
             .map(|_| {
                 let r = xorshift(&mut s) as u8;
