@@ -80,7 +80,7 @@ pub fn due_stage(s: &DecayState, p: &Policy, now: i64) -> u8 {
     }
     let mut target = s.stage;
     while target < PURGED && now >= due_at(s, p, target + 1) {
-        if target + 1 == PURGED && target < 3 {
+        if target + 1 == PURGED && s.stage < 3 {
             break;
         }
         target += 1;

@@ -106,7 +106,7 @@ fn content(binary: bool, seed: u64) -> Vec<u8> {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct ModelFile {
     id: u64,
     binary: bool,
@@ -119,6 +119,24 @@ struct ModelFile {
     keep: bool,
     original_until: Option<i64>,
     purged: bool,
+}
+
+impl std::fmt::Debug for ModelFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelFile")
+            .field("id", &self.id)
+            .field("binary", &self.binary)
+            .field("content_len", &self.content.len())
+            .field("stage", &self.stage)
+            .field("last_access", &self.last_access)
+            .field("speed", &self.speed)
+            .field("progress", &self.progress)
+            .field("pinned", &self.pinned)
+            .field("keep", &self.keep)
+            .field("original_until", &self.original_until)
+            .field("purged", &self.purged)
+            .finish()
+    }
 }
 
 impl ModelFile {
@@ -271,11 +289,11 @@ impl World {
                     let due = |k: usize| f.last_access + (T[k] as f64 / f.speed).ceil() as i64;
                     let mut target = f.stage;
                     while target < 4 && now >= due(target as usize + 1) {
-                        if target == 3 || target + 1 < 4 {
-                            target += 1;
-                        } else {
+                        // A purge needs the stub to have existed: no jump from below 3 to 4.
+                        if target + 1 == 4 && f.stage < 3 {
                             break;
                         }
+                        target += 1;
                     }
                     if target != f.stage {
                         f.go(target, now);
