@@ -58,7 +58,7 @@ pub struct UpArgs {
     pub tick_interval_sec: u64,
 
     /// Report what ticks would change and change nothing.
-    #[arg(long, env = "RUSTDB_SHADOW_MODE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "RUSTDB_SHADOW_MODE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub shadow_mode: bool,
 
     /// A JSON file with one policy per kind (image, text, spreadsheet, document, binary);
@@ -67,7 +67,7 @@ pub struct UpArgs {
     pub policy_file: Option<PathBuf>,
 
     /// Serve data by reads even where FUSE passthrough is available.
-    #[arg(long, env = "RUSTDB_NO_PASSTHROUGH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = "RUSTDB_NO_PASSTHROUGH", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_passthrough: bool,
 
     /// Threads serving FUSE requests.

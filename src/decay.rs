@@ -119,6 +119,33 @@ pub fn stage_is_lossless(binary: bool, stage: u8) -> bool {
     stage == 0 || (binary && stage == 1)
 }
 
+/// Where an exact restore can come from, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreSource {
+    /// Already at stage 0: nothing to do.
+    Current,
+    /// The current artifact decodes to the original (a lossless stage).
+    Lossless,
+    /// The kept original, inside its window.
+    KeptOriginal,
+    /// Nothing exact is left.
+    None,
+}
+
+pub fn restore_source(stage: u8, lossless: bool, kept_original: bool, restore_until: Option<i64>, now: i64) -> RestoreSource {
+    if stage == 0 {
+        RestoreSource::Current
+    } else if stage >= PURGED {
+        RestoreSource::None
+    } else if kept_original && restore_until.is_none_or(|u| now < u) {
+        RestoreSource::KeptOriginal
+    } else if lossless {
+        RestoreSource::Lossless
+    } else {
+        RestoreSource::None
+    }
+}
+
 /// Exponentially decayed heat at `now`.
 pub fn heat_at(heat: f64, heat_time: i64, now: i64, half_life_sec: i64) -> f64 {
     if now <= heat_time || half_life_sec <= 0 {
@@ -270,6 +297,24 @@ mod tests {
         assert!(!stage_is_lossless(false, 1));
         assert!(stage_is_lossless(true, 1));
         assert!(!stage_is_lossless(true, 2));
+    }
+
+    #[test]
+    fn restore_windows() {
+        use RestoreSource::*;
+        // (stage, lossless, kept, until, now, expected)
+        let table = [
+            (0, true, false, None, 10, Current),
+            (1, false, true, Some(100), 99, KeptOriginal),
+            (1, false, true, Some(100), 100, None),
+            (2, false, false, None, 10, None),
+            (1, true, false, None, 10, Lossless),
+            (2, true, true, Some(5), 10, Lossless),
+            (4, true, true, Some(100), 10, None),
+        ];
+        for (stage, lossless, kept, until, now, want) in table {
+            assert_eq!(restore_source(stage, lossless, kept, until, now), want, "{stage} {lossless} {kept} {until:?} {now}");
+        }
     }
 
     #[test]

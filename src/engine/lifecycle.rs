@@ -1,7 +1,7 @@
 //! Decay, restore and controls. Every rewrite follows the protocol of DESIGN.md section 7: new
 //! generation to `tmp/`, fsync, rename into place, commit the catalog, then delete the old one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use tracing::{info, warn};
 
@@ -650,25 +650,24 @@ impl Engine {
             .object(id)?
             .filter(|o| o.deleted_at.is_none())
             .ok_or(EngineError::NotFound(id))?;
-        if o.stage == 0 {
-            return Ok(o);
-        }
-        let (source, encoding) = if let Some(og) = o
-            .original_gen
-            .filter(|_| o.restore_until.is_none_or(|u| u > now))
-        {
-            (self.store.original(id, og), o.original_encoding)
-        } else if o.lossless {
-            (self.store.artifact(id, o.generation), o.encoding)
-        } else {
-            return Err(EngineError::Conflict(format!(
-                "no original left to restore: the file is at stage {} ({}, {} bytes of {} original bytes){}",
-                o.stage,
-                o.format,
-                o.size,
-                o.original_size,
-                if o.keep_original == Some(true) { "; its restore window has closed" } else { "" }
-            )));
+        let kept = o.original_gen.is_some();
+        let (source, encoding) = match decay::restore_source(o.stage, o.lossless, kept, o.restore_until, now) {
+            decay::RestoreSource::Current => return Ok(o),
+            decay::RestoreSource::KeptOriginal => (
+                self.store.original(id, o.original_gen.unwrap_or(o.generation)),
+                o.original_encoding,
+            ),
+            decay::RestoreSource::Lossless => (self.store.artifact(id, o.generation), o.encoding),
+            decay::RestoreSource::None => {
+                return Err(EngineError::Conflict(format!(
+                    "no original left to restore: the file is at stage {} ({}, {} bytes of {} original bytes){}",
+                    o.stage,
+                    o.format,
+                    o.size,
+                    o.original_size,
+                    if o.keep_original == Some(true) { "; its restore window has closed" } else { "" }
+                )))
+            }
         };
         let tmp = self.store.temp(&format!("{id}-restore"));
         let guard = TempGuard(Some(tmp.clone()));
@@ -930,9 +929,4 @@ impl Engine {
             self.notify(n.parent, &n.name);
         }
     }
-}
-
-#[allow(dead_code)]
-fn exists(p: &Path) -> bool {
-    p.exists()
 }

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::{Engine, EngineError, Result};
+use crate::decay;
 use crate::catalog::{HistoryRow, ObjectRow, StageKindTotals};
 
 #[derive(Debug, Clone, Default)]
@@ -113,10 +114,15 @@ impl Engine {
             _ => self.path_of(id).unwrap_or_default(),
         };
         let now = self.clock.now();
+        let source = decay::restore_source(
+            object.stage,
+            object.lossless,
+            object.original_gen.is_some(),
+            object.restore_until,
+            now,
+        );
         let restorable = object.deleted_at.is_none()
-            && object.stage > 0
-            && (object.lossless
-                || (object.original_gen.is_some() && object.restore_until.is_none_or(|u| u > now)));
+            && matches!(source, decay::RestoreSource::Lossless | decay::RestoreSource::KeptOriginal);
         Ok(ObjectStateInfo {
             info: ObjectInfo { object, path },
             history,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::detect::detect;
 use super::*;
 
-const CORPUS: &str = "/work/shared/corpus";
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
 
 fn corpus(dir: &str) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(Path::new(CORPUS).join(dir))

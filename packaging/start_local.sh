@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds RustDB and starts it with embedded defaults: the mount at ./mnt, the API on
+# 127.0.0.1:8080 (key "devkey"), storage in ./rustdb_storage. Settings come from flags, from
+# the environment, or from a .env file at the top of the checkout (see .env.example).
+# Extra arguments go to `rustdb up` (for example --mount /tmp/decay).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v fusermount3 >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "start_local: installing fuse3 (fusermount3 is missing)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null
+  elif [ "$(id -u)" != 0 ]; then
+    echo "start_local: fusermount3 is missing; install fuse3 (sudo apt-get install fuse3) or run as root" >&2
+    exit 1
+  fi
+fi
+
+if [ -f .env ]; then
+  set -a
+  # shellcheck disable=SC1091
+  . ./.env
+  set +a
+fi
+
+cargo build --release --bin rustdb
+exec target/release/rustdb up "$@"
