@@ -204,10 +204,12 @@ CREATE TABLE IF NOT EXISTS xattrs (
 ";
 
 /// Due objects, through the partial index on `next_decay_at`.
-const DUE_SQL: &str = "SELECT id FROM objects WHERE next_decay_at IS NOT NULL AND next_decay_at <= ?1
+const DUE_SQL: &str =
+    "SELECT id FROM objects WHERE next_decay_at IS NOT NULL AND next_decay_at <= ?1
      ORDER BY next_decay_at LIMIT ?2";
 /// Kept originals past their window, through the partial index on `restore_until`.
-const EXPIRED_SQL: &str = "SELECT id FROM objects WHERE restore_until IS NOT NULL AND restore_until <= ?1
+const EXPIRED_SQL: &str =
+    "SELECT id FROM objects WHERE restore_until IS NOT NULL AND restore_until <= ?1
      ORDER BY restore_until LIMIT ?2";
 
 const OBJECT_COLUMNS: &str =
@@ -673,8 +675,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cat = Catalog::open(&dir.path().join("c.db")).unwrap();
         let plan = |sql: &str| -> String {
-            let mut st = cat.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-            let rows = st.query_map(params![5, 10], |r| r.get::<_, String>(3)).unwrap();
+            let mut st = cat
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let rows = st
+                .query_map(params![5, 10], |r| r.get::<_, String>(3))
+                .unwrap();
             rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
         };
         let due = plan(DUE_SQL);

@@ -132,7 +132,13 @@ pub enum RestoreSource {
     None,
 }
 
-pub fn restore_source(stage: u8, lossless: bool, kept_original: bool, restore_until: Option<i64>, now: i64) -> RestoreSource {
+pub fn restore_source(
+    stage: u8,
+    lossless: bool,
+    kept_original: bool,
+    restore_until: Option<i64>,
+    now: i64,
+) -> RestoreSource {
     if stage == 0 {
         RestoreSource::Current
     } else if stage >= PURGED {
@@ -301,19 +307,23 @@ mod tests {
 
     #[test]
     fn restore_windows() {
-        use RestoreSource::*;
+        use RestoreSource as R;
         // (stage, lossless, kept, until, now, expected)
         let table = [
-            (0, true, false, None, 10, Current),
-            (1, false, true, Some(100), 99, KeptOriginal),
-            (1, false, true, Some(100), 100, None),
-            (2, false, false, None, 10, None),
-            (1, true, false, None, 10, Lossless),
-            (2, true, true, Some(5), 10, Lossless),
-            (4, true, true, Some(100), 10, None),
+            (0, true, false, None, 10, R::Current),
+            (1, false, true, Some(100), 99, R::KeptOriginal),
+            (1, false, true, Some(100), 100, R::None),
+            (2, false, false, None, 10, R::None),
+            (1, true, false, None, 10, R::Lossless),
+            (2, true, true, Some(5), 10, R::Lossless),
+            (4, true, true, Some(100), 10, R::None),
         ];
         for (stage, lossless, kept, until, now, want) in table {
-            assert_eq!(restore_source(stage, lossless, kept, until, now), want, "{stage} {lossless} {kept} {until:?} {now}");
+            assert_eq!(
+                restore_source(stage, lossless, kept, until, now),
+                want,
+                "{stage} {lossless} {kept} {until:?} {now}"
+            );
         }
     }
 

@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use super::{Engine, EngineError, Result};
-use crate::decay;
 use crate::catalog::{HistoryRow, ObjectRow, StageKindTotals};
+use crate::decay;
 
 #[derive(Debug, Clone, Default)]
 pub struct ObjectFilter {
@@ -122,7 +122,10 @@ impl Engine {
             now,
         );
         let restorable = object.deleted_at.is_none()
-            && matches!(source, decay::RestoreSource::Lossless | decay::RestoreSource::KeptOriginal);
+            && matches!(
+                source,
+                decay::RestoreSource::Lossless | decay::RestoreSource::KeptOriginal
+            );
         Ok(ObjectStateInfo {
             info: ObjectInfo { object, path },
             history,

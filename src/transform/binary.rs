@@ -339,7 +339,11 @@ mod tests {
         round_trip(&repetitive, 65536);
         round_trip(&repetitive[..65536 * 2], 65536);
         for f in ["eeg.dat", "ledger.sqlite"] {
-            let data = std::fs::read(format!("{}/../shared/corpus/binary/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let data = std::fs::read(format!(
+                "{}/../shared/corpus/binary/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
             round_trip(&data, DEFAULT_CHUNK);
             round_trip(&data, 10_000);
         }

@@ -372,7 +372,11 @@ mod tests {
     #[test]
     fn truncated_and_empty_images_are_errors() {
         for (f, mime) in [("astronaut.png", "image/png"), ("rocket.jpg", "image/jpeg")] {
-            let data = std::fs::read(format!("{}/../shared/corpus/images/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let data = std::fs::read(format!(
+                "{}/../shared/corpus/images/{f}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
             for cut in [0, 8, 100, data.len() / 3] {
                 // A truncated JPEG may still decode (missing scans render gray); either is fine,
                 // as long as nothing panics.
