@@ -111,6 +111,23 @@ pub struct ObjectRow {
     pub purge_reason: Option<String>,
 }
 
+impl ObjectRow {
+    /// The row that stays when the file leaves the namespace: what it was, where, and why.
+    pub fn tombstone(&self, now: i64, path: &str, reason: &str) -> ObjectRow {
+        ObjectRow {
+            deleted_at: Some(now),
+            deleted_path: Some(path.to_string()),
+            purge_reason: Some(reason.to_string()),
+            next_decay_at: None,
+            restore_until: None,
+            original_gen: None,
+            stored_size: 0,
+            original_stored_size: 0,
+            ..self.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryRow {
     pub at: i64,

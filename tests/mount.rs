@@ -282,7 +282,17 @@ fn mount_open_is_an_access_and_listing_is_not() {
 #[test]
 fn mount_reader_keeps_its_bytes_across_a_rewrite() {
     require_mount!();
-    let inst = Instance::start(&[]);
+    reader_keeps_its_bytes(&[]);
+}
+
+#[test]
+fn mount_reader_keeps_its_bytes_across_a_rewrite_without_passthrough() {
+    require_mount!();
+    reader_keeps_its_bytes(&[("RUSTDB_NO_PASSTHROUGH", "true")]);
+}
+
+fn reader_keeps_its_bytes(env: &[(&str, &str)]) {
+    let inst = Instance::start(env);
     let original = std::fs::read(common::corpus().join("images/chelsea.png")).unwrap();
     let path = inst.path("cat.png");
     std::fs::write(&path, &original).unwrap();
@@ -314,7 +324,17 @@ fn mount_reader_keeps_its_bytes_across_a_rewrite() {
 #[test]
 fn mount_writes_make_new_original_content_and_block_decay() {
     require_mount!();
-    let inst = Instance::start(&[]);
+    writes_make_new_original_content(&[]);
+}
+
+#[test]
+fn mount_writes_make_new_original_content_without_passthrough() {
+    require_mount!();
+    writes_make_new_original_content(&[("RUSTDB_NO_PASSTHROUGH", "true")]);
+}
+
+fn writes_make_new_original_content(env: &[(&str, &str)]) {
+    let inst = Instance::start(env);
     let path = inst.path("diary.txt");
     let text = "Dear diary. ".repeat(2000);
     std::fs::write(&path, &text).unwrap();

@@ -104,6 +104,31 @@ impl<B: Backend> RustFs<B> {
         }
     }
 
+    /// Attributes as seen through kernel node `node`. A node stands for one generation: when the
+    /// file has moved on, the node keeps its identity and, while handles are open on it, the
+    /// size of the bytes those handles read (the kernel cuts reads at the size it knows).
+    fn node_attr(&self, node: u64, mut attr: Attr) -> FileAttr {
+        let (_, node_gen) = self.ids.decode(node);
+        if attr.kind == NodeKind::File && attr.generation & 0xffff != node_gen {
+            attr.generation = node_gen;
+            if let Some(size) = self.open_size(node) {
+                attr.size = size;
+                attr.blocks = size.div_ceil(512);
+            }
+        }
+        self.file_attr(&attr)
+    }
+
+    /// The size of the bytes an open handle of `node` reads, if one is open.
+    fn open_size(&self, node: u64) -> Option<u64> {
+        let handles = self.handles.lock();
+        let h = handles.values().find(|h| h.node == node)?;
+        match &h.data {
+            HandleData::File(f) => f.metadata().ok().map(|m| m.len()),
+            HandleData::Reader(r) => Some(r.len()),
+        }
+    }
+
     fn ino(&self, node: INodeNo) -> u64 {
         self.ids.decode(node.0).0
     }
@@ -171,26 +196,34 @@ impl<B: Backend> RustFs<B> {
         Some(handle)
     }
 
-    fn reply_open(&self, reply: ReplyOpen, node: u64, ino: u64, writable: bool, opened: Opened) {
+    /// Registers the handle and answers an open or a create, through passthrough when possible.
+    fn answer_open<R: OpenAnswer>(
+        &self,
+        reply: R,
+        node: u64,
+        ino: u64,
+        writable: bool,
+        opened: Opened,
+    ) {
         let installed = self.install(node, ino, writable, opened);
-        let flags = FopenFlags::FOPEN_KEEP_CACHE;
+        let fh = FileHandle(installed.fh);
         match installed.backing {
-            BackingPlan::None => reply.opened(FileHandle(installed.fh), flags),
+            BackingPlan::None => reply.plain(fh),
             BackingPlan::Existing(id) => {
                 let id = self.remember_backing(node, id);
-                reply.opened_passthrough(FileHandle(installed.fh), FopenFlags::empty(), &id)
+                reply.passthrough(fh, &id)
             }
             BackingPlan::New(file) => match file.map(|f| reply.open_backing(&f)) {
                 Some(Ok(id)) => {
                     let id = self.remember_backing(node, Arc::new(id));
-                    reply.opened_passthrough(FileHandle(installed.fh), FopenFlags::empty(), &id)
+                    reply.passthrough(fh, &id)
                 }
                 other => {
                     if let Some(Err(e)) = other {
                         warn!(ino, error = %e, "passthrough registration failed; serving reads");
                     }
                     self.demote(installed.fh);
-                    reply.opened(FileHandle(installed.fh), flags)
+                    reply.plain(fh)
                 }
             },
         }
@@ -235,6 +268,49 @@ enum BackingPlan {
     None,
     Existing(Arc<BackingId>),
     New(Option<std::fs::File>),
+}
+
+/// `open` and `create` answer alike: plainly (served by reads) or through a backing file.
+trait OpenAnswer {
+    fn open_backing(&self, file: &std::fs::File) -> std::io::Result<BackingId>;
+    fn plain(self, fh: FileHandle);
+    fn passthrough(self, fh: FileHandle, id: &BackingId);
+}
+
+impl OpenAnswer for ReplyOpen {
+    fn open_backing(&self, file: &std::fs::File) -> std::io::Result<BackingId> {
+        ReplyOpen::open_backing(self, file)
+    }
+    fn plain(self, fh: FileHandle) {
+        self.opened(fh, FopenFlags::FOPEN_KEEP_CACHE)
+    }
+    fn passthrough(self, fh: FileHandle, id: &BackingId) {
+        self.opened_passthrough(fh, FopenFlags::empty(), id)
+    }
+}
+
+struct Created {
+    reply: ReplyCreate,
+    attr: FileAttr,
+}
+
+impl OpenAnswer for Created {
+    fn open_backing(&self, file: &std::fs::File) -> std::io::Result<BackingId> {
+        self.reply.open_backing(file)
+    }
+    fn plain(self, fh: FileHandle) {
+        self.reply.created(
+            &TTL,
+            &self.attr,
+            Generation(0),
+            fh,
+            FopenFlags::FOPEN_KEEP_CACHE,
+        )
+    }
+    fn passthrough(self, fh: FileHandle, id: &BackingId) {
+        self.reply
+            .created_passthrough(&TTL, &self.attr, Generation(0), fh, FopenFlags::empty(), id)
+    }
 }
 
 fn file_type(kind: NodeKind) -> FileType {
@@ -318,7 +394,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.backend.getattr(self.ino(ino)) {
-            Ok(attr) => reply.attr(&TTL, &self.file_attr(&attr)),
+            Ok(attr) => reply.attr(&TTL, &self.node_attr(ino.0, attr)),
             Err(e) => reply.error(e.errno()),
         }
     }
@@ -355,7 +431,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
             }
         }
         match self.backend.setattr(self.ino(ino), &changes) {
-            Ok(attr) => reply.attr(&TTL, &self.file_attr(&attr)),
+            Ok(attr) => reply.attr(&TTL, &self.node_attr(ino.0, attr)),
             Err(e) => reply.error(e.errno()),
         }
     }
@@ -456,7 +532,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
                     reply.error(Errno::EIO);
                     return;
                 }
-                self.reply_open(reply, ino.0, cat_ino, writable, opened)
+                self.answer_open(reply, ino.0, cat_ino, writable, opened)
             }
             Err(e) => {
                 debug!(ino = cat_ino, error = %e, "open refused");
@@ -721,54 +797,15 @@ impl<B: Backend> Filesystem for RustFs<B> {
         {
             Ok((attr, opened)) => {
                 let fattr = self.file_attr(&attr);
-                let node = fattr.ino.0;
-                let _ = flags;
                 // create registers a writer in the backend whatever the access mode.
-                let writable = true;
-                let installed = self.install(node, attr.ino, writable, opened);
-                match installed.backing {
-                    BackingPlan::None => reply.created(
-                        &TTL,
-                        &fattr,
-                        Generation(0),
-                        FileHandle(installed.fh),
-                        FopenFlags::FOPEN_KEEP_CACHE,
-                    ),
-                    BackingPlan::Existing(id) => {
-                        let id = self.remember_backing(node, id);
-                        reply.created_passthrough(
-                            &TTL,
-                            &fattr,
-                            Generation(0),
-                            FileHandle(installed.fh),
-                            FopenFlags::empty(),
-                            &id,
-                        )
-                    }
-                    BackingPlan::New(file) => match file.map(|f| reply.open_backing(&f)) {
-                        Some(Ok(id)) => {
-                            let id = self.remember_backing(node, Arc::new(id));
-                            reply.created_passthrough(
-                                &TTL,
-                                &fattr,
-                                Generation(0),
-                                FileHandle(installed.fh),
-                                FopenFlags::empty(),
-                                &id,
-                            )
-                        }
-                        _ => {
-                            self.demote(installed.fh);
-                            reply.created(
-                                &TTL,
-                                &fattr,
-                                Generation(0),
-                                FileHandle(installed.fh),
-                                FopenFlags::FOPEN_KEEP_CACHE,
-                            )
-                        }
-                    },
-                }
+                let _ = flags;
+                self.answer_open(
+                    Created { reply, attr: fattr },
+                    fattr.ino.0,
+                    attr.ino,
+                    true,
+                    opened,
+                )
             }
             Err(e) => reply.error(e.errno()),
         }

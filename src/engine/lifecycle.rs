@@ -562,16 +562,9 @@ impl Engine {
             }
             let before = cur.stored_size + cur.original_stored_size;
             let from = cur.stage;
+            cur = cur.tombstone(now, path, reason);
             cur.stage = PURGED;
             cur.stage_since = now;
-            cur.deleted_at = Some(now);
-            cur.deleted_path = Some(path.to_string());
-            cur.purge_reason = Some(reason.to_string());
-            cur.next_decay_at = None;
-            cur.restore_until = None;
-            cur.original_gen = None;
-            cur.stored_size = 0;
-            cur.original_stored_size = 0;
             tx.update_object(&cur)?;
             tx.delete_node(o.id)?;
             tx.add_history(

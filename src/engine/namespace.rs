@@ -578,15 +578,7 @@ impl Engine {
                 tx.update_node(&d)?;
             }
             if let Some(o) = &object {
-                let mut tomb = o.clone();
-                tomb.deleted_at = Some(now);
-                tomb.deleted_path = Some(path.clone());
-                tomb.purge_reason = Some(reason.to_string());
-                tomb.next_decay_at = None;
-                tomb.restore_until = None;
-                tomb.original_gen = None;
-                tomb.original_stored_size = 0;
-                tx.update_object(&tomb)?;
+                tx.update_object(&o.tombstone(now, &path, reason))?;
                 tx.add_history(
                     o.id,
                     &HistoryRow {
