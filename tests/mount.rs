@@ -343,6 +343,23 @@ fn writes_make_new_original_content(env: &[(&str, &str)]) {
     let summary = std::fs::read_to_string(&path).unwrap();
     assert!(summary.len() < text.len());
 
+    // Opening read-write without writing changes nothing (passthrough writes are invisible to
+    // RustDB, so this checks the backing-file comparison).
+    let mut rw = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut seen = String::new();
+    rw.read_to_string(&mut seen).unwrap();
+    drop(rw);
+    assert_eq!(seen, summary);
+    assert_eq!(
+        xattr(&path, "user.rustdb.stage").as_deref(),
+        Some("1"),
+        "a read-write open without writes keeps the stage"
+    );
+
     // Appending to a decayed file: its bytes (summary + addition) become stage-0 content.
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -432,6 +449,22 @@ fn mount_namespace_operations_behave_like_a_filesystem() {
     assert_eq!(
         xattr(&m.join("x.txt"), "user.rustdb.stage").as_deref(),
         Some("0")
+    );
+    // chown, utimens, fsync
+    std::os::unix::fs::chown(m.join("a"), Some(1000), Some(1000)).unwrap();
+    let meta = std::fs::metadata(m.join("a")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1000, 1000));
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_600_000_000);
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.join("x.txt"))
+        .unwrap();
+    f.set_modified(when).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    assert_eq!(
+        std::fs::metadata(m.join("x.txt")).unwrap().mtime(),
+        1_600_000_000
     );
     // statfs answers
     let st = nix::sys::statvfs::statvfs(m).unwrap();

@@ -232,8 +232,9 @@ impl<B: Backend> RustFs<B> {
     /// Ends a handle's turn as a writer, once per registration.
     fn finish_writer(&self, h: &Handle) {
         if h.writable && h.registered.swap(false, Ordering::AcqRel) {
-            // Passthrough writes bypass us; a writable passthrough handle may have written.
-            let wrote = h.wrote.swap(false, Ordering::AcqRel) || h.passthrough;
+            // Passthrough writes bypass us; the backend also compares the backing file with
+            // what it was when the writer opened it.
+            let wrote = h.wrote.swap(false, Ordering::AcqRel);
             self.backend.release(h.ino, true, wrote);
         }
     }

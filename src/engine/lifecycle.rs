@@ -801,7 +801,13 @@ impl Engine {
             return Ok(());
         }
         let path = self.store.artifact(id, o.generation);
-        let size = std::fs::metadata(&path)?.len();
+        let meta = std::fs::metadata(&path)?;
+        let size = meta.len();
+        // The backing file's mtime: the last write, or a time set explicitly while writing.
+        let mtime_ns = {
+            use std::os::unix::fs::MetadataExt;
+            meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
+        };
         let hash = sha256_file(&path)?;
         let head = read_head(&path)?;
         let name = self.path_of(id).unwrap_or_default();
@@ -849,7 +855,7 @@ impl Engine {
                 },
             )?;
             if let Some(mut node) = tx.node(id)? {
-                node.mtime_ns = now_ns;
+                node.mtime_ns = mtime_ns;
                 node.ctime_ns = now_ns;
                 tx.update_node(&node)?;
             }

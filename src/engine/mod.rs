@@ -112,6 +112,9 @@ struct Opens {
     writers: u32,
     /// A writer changed the data: the last writer's close makes it the new original.
     dirty: bool,
+    /// (size, mtime) of the backing file when the first writer opened it: writes that bypass
+    /// RustDB (kernel passthrough) show as a change against it.
+    baseline: Option<(u64, i64)>,
 }
 
 pub struct Engine {

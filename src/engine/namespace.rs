@@ -331,7 +331,12 @@ impl Engine {
         });
         drop(cat);
         let (id, file) = tx_result?.ok_or(EngineError::Exists)?;
-        self.opens.lock().entry(id).or_default().writers += 1;
+        {
+            let mut opens = self.opens.lock();
+            let entry = opens.entry(id).or_default();
+            entry.writers += 1;
+            entry.dirty = true;
+        }
         crate::store::sync_dir(&self.store.root().join("objects"))?;
         Ok((self.getattr(id)?, file))
     }
@@ -349,12 +354,20 @@ impl Engine {
             self.opens.lock().entry(ino).or_default().writers += 1;
         }
         let result = self.open_registered(ino, generation, write, truncate, opener);
+        let stamp = match (&result, write) {
+            (Ok(_), true) => self.artifact_stamp(ino),
+            _ => None,
+        };
         let mut opens = self.opens.lock();
         let entry = opens.entry(ino).or_default();
         match &result {
             Ok(_) if !write => entry.readers += 1,
-            Ok(_) if truncate => entry.dirty = true,
-            Ok(_) => {}
+            Ok(_) => {
+                entry.dirty |= truncate;
+                if entry.baseline.is_none() {
+                    entry.baseline = stamp;
+                }
+            }
             Err(_) if write => entry.writers -= 1,
             Err(_) => {}
         }
@@ -411,12 +424,21 @@ impl Engine {
     /// The end of one open. The last writer's close makes written data the new original; the
     /// object stays marked dirty until that is committed, so no tick rewrites it meanwhile.
     pub fn release(&self, ino: u64, writable: bool, wrote: bool) {
+        let stamp = if writable {
+            self.artifact_stamp(ino)
+        } else {
+            None
+        };
         let finalize = {
             let mut opens = self.opens.lock();
             let entry = opens.entry(ino).or_default();
             if writable {
                 entry.writers = entry.writers.saturating_sub(1);
-                entry.dirty |= wrote;
+                let changed = entry.baseline.is_some() && entry.baseline != stamp;
+                entry.dirty |= wrote || changed;
+                if entry.writers == 0 {
+                    entry.baseline = None;
+                }
             } else {
                 entry.readers = entry.readers.saturating_sub(1);
             }
@@ -444,7 +466,21 @@ impl Engine {
 
     /// A writer that was released at flush writes again.
     pub fn resume_writer(&self, ino: u64) {
-        self.opens.lock().entry(ino).or_default().writers += 1;
+        let stamp = self.artifact_stamp(ino);
+        let mut opens = self.opens.lock();
+        let entry = opens.entry(ino).or_default();
+        entry.writers += 1;
+        if entry.baseline.is_none() {
+            entry.baseline = stamp;
+        }
+    }
+
+    /// (size, mtime in ns) of the current backing file of `ino`.
+    fn artifact_stamp(&self, ino: u64) -> Option<(u64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        let o = self.catalog.lock().read().object(ino).ok()??;
+        let meta = std::fs::metadata(self.store.artifact(o.id, o.generation)).ok()?;
+        Some((meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec()))
     }
 
     pub fn setattr(&self, ino: u64, set: &SetAttrs) -> Result<NodeView> {
@@ -483,6 +519,24 @@ impl Engine {
                     opens.remove(&ino);
                 } else if let Some(e) = opens.get_mut(&ino) {
                     e.dirty = e.writers > 0 && e.dirty;
+                }
+            }
+        }
+        if let Some(t) = set.mtime {
+            // While writers are open the backing file's mtime is the file's mtime: keep them equal.
+            if let Some(o) = self.catalog.lock().read().object(ino)? {
+                if o.deleted_at.is_none() && o.encoding == crate::catalog::Encoding::Plain {
+                    let at = match t {
+                        TimeSet::Now => std::time::SystemTime::now(),
+                        TimeSet::AtNs(ns) => {
+                            std::time::UNIX_EPOCH
+                                + std::time::Duration::from_nanos(ns.max(0) as u64)
+                        }
+                    };
+                    let backing = OpenOptions::new()
+                        .write(true)
+                        .open(self.store.artifact(o.id, o.generation))?;
+                    backing.set_times(std::fs::FileTimes::new().set_modified(at))?;
                 }
             }
         }
