@@ -112,6 +112,23 @@ pub struct ObjectRow {
 }
 
 impl ObjectRow {
+    /// Back at stage 0 with `size` plain bytes that are the original (restored, written or
+    /// decoded): no kept original is needed any more, and the forced-tick progress restarts.
+    /// Returns the kept original's generation, whose file the caller deletes.
+    pub fn back_to_original(&mut self, now: i64, size: u64) -> Option<u64> {
+        self.stage = 0;
+        self.stage_since = now;
+        self.encoding = Encoding::Plain;
+        self.size = size;
+        self.stored_size = size;
+        self.lossless = true;
+        self.restore_until = None;
+        self.original_stored_size = 0;
+        self.progress = 0.0;
+        self.fail_count = 0;
+        self.original_gen.take()
+    }
+
     /// The row that stays when the file leaves the namespace: what it was, where, and why.
     pub fn tombstone(&self, now: i64, path: &str, reason: &str) -> ObjectRow {
         ObjectRow {

@@ -706,20 +706,10 @@ impl Engine {
             let from = cur.stage;
             let before = cur.stored_size + cur.original_stored_size;
             cur.generation = new_gen;
-            cur.stage = 0;
-            cur.stage_since = now;
-            cur.encoding = Encoding::Plain;
+            cur.back_to_original(now, size);
             cur.format = detected.format.clone();
             cur.kind = detected.kind.as_str().to_string();
-            cur.size = size;
-            cur.stored_size = size;
-            cur.lossless = true;
-            cur.original_gen = None;
-            cur.original_stored_size = 0;
-            cur.restore_until = None;
             cur.last_access_at = now;
-            cur.progress = 0.0;
-            cur.fail_count = 0;
             reschedule(&mut cur, &policy);
             tx.update_object(&cur)?;
             tx.add_history(
@@ -825,22 +815,12 @@ impl Engine {
                 return Ok(());
             }
             let from = cur.stage;
-            dropped_original = cur.original_gen.take();
-            cur.original_stored_size = 0;
-            cur.restore_until = None;
-            cur.stage = 0;
-            cur.stage_since = now;
+            dropped_original = cur.back_to_original(now, size);
             cur.kind = detected.kind.as_str().to_string();
             cur.format = detected.format.clone();
-            cur.encoding = Encoding::Plain;
-            cur.size = size;
-            cur.stored_size = size;
             cur.original_size = size;
             cur.sha256 = hash.clone();
-            cur.lossless = true;
             cur.last_access_at = cur.last_access_at.max(now);
-            cur.progress = 0.0;
-            cur.fail_count = 0;
             reschedule(&mut cur, &policy);
             tx.update_object(&cur)?;
             tx.add_history(
@@ -879,6 +859,7 @@ impl Engine {
         std::mem::forget(guard);
         let now = self.clock.now();
         let policy = self.policy(&o.kind).clone();
+        let mut dropped_original = None;
         let mut cat = self.catalog.lock();
         let thawed = cat.atomically(|tx| {
             let Some(mut cur) = tx.object(o.id)? else {
@@ -889,11 +870,11 @@ impl Engine {
             }
             let from = cur.stage;
             cur.generation = new_gen;
-            cur.encoding = Encoding::Plain;
-            cur.stored_size = cur.size;
-            cur.stage = 0;
-            cur.stage_since = now;
-            cur.progress = 0.0;
+            let size = cur.size;
+            // Decoded bytes are the original: the kept original (if any) is no longer needed.
+            if let Some(og) = cur.back_to_original(now, size) {
+                dropped_original = Some(og);
+            }
             reschedule(&mut cur, &policy);
             tx.update_object(&cur)?;
             tx.add_history(
@@ -910,6 +891,9 @@ impl Engine {
             Ok::<_, EngineError>(Some(cur))
         })?;
         drop(cat);
+        if let Some(og) = dropped_original {
+            self.store.remove(&self.store.original(o.id, og));
+        }
         match thawed {
             Some(t) => {
                 self.store.remove(&self.store.artifact(o.id, o.generation));
