@@ -467,6 +467,16 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Sets a node's mtime and ctime and nothing else (a directory whose entries changed, a file
+    /// whose content changed), so no stale copy of the rest of the row is written back.
+    pub fn touch_node(&self, ino: u64, mtime_ns: i64, ctime_ns: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE nodes SET mtime_ns = ?2, ctime_ns = ?3 WHERE ino = ?1",
+            params![ino as i64, mtime_ns, ctime_ns],
+        )?;
+        Ok(())
+    }
+
     pub fn delete_node(&self, ino: u64) -> Result<()> {
         self.tx
             .execute("DELETE FROM nodes WHERE ino = ?1", params![ino as i64])?;

@@ -119,6 +119,20 @@ pub fn stage_is_lossless(binary: bool, stage: u8) -> bool {
     stage == 0 || (binary && stage == 1)
 }
 
+/// The largest per-object decay speed.
+pub const MAX_SPEED: f64 = 100.0;
+
+/// A per-object speed must be a finite number in (0, MAX_SPEED].
+pub fn check_speed(speed: f64) -> Result<(), String> {
+    if speed.is_finite() && speed > 0.0 && speed <= MAX_SPEED {
+        Ok(())
+    } else {
+        Err(format!(
+            "speed must be a finite number greater than 0 and at most {MAX_SPEED}, got {speed}"
+        ))
+    }
+}
+
 /// Where an exact restore can come from, if anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestoreSource {
@@ -303,6 +317,16 @@ mod tests {
         assert!(!stage_is_lossless(false, 1));
         assert!(stage_is_lossless(true, 1));
         assert!(!stage_is_lossless(true, 2));
+    }
+
+    #[test]
+    fn speed_bounds() {
+        for bad in [0.0, -1.0, 100.5, f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(check_speed(bad).is_err(), "{bad} accepted");
+        }
+        for good in [0.01, 0.5, 1.0, 2.0, 100.0] {
+            assert!(check_speed(good).is_ok(), "{good} rejected");
+        }
     }
 
     #[test]

@@ -51,30 +51,17 @@ fn mount_corpus_decays_through_every_stage() {
             "{rel}"
         );
     }
-    assert_eq!(
-        xattr(&inst.path("images/coffee.png"), "user.rustdb.kind").as_deref(),
-        Some("image")
-    );
-    assert_eq!(
-        xattr(&inst.path("images/coffee.png"), "user.rustdb.format").as_deref(),
-        Some("image/png")
-    );
-    assert_eq!(
-        xattr(&inst.path("text/service-1.log"), "user.rustdb.kind").as_deref(),
-        Some("text")
-    );
-    assert_eq!(
-        xattr(&inst.path("sheets/msft.csv"), "user.rustdb.kind").as_deref(),
-        Some("spreadsheet")
-    );
-    assert_eq!(
-        xattr(&inst.path("docs/handbook-1.pdf"), "user.rustdb.kind").as_deref(),
-        Some("document")
-    );
-    assert_eq!(
-        xattr(&inst.path("binary/ledger.sqlite"), "user.rustdb.kind").as_deref(),
-        Some("binary")
-    );
+    for (rel, attr, want) in [
+        ("images/coffee.png", "kind", "image"),
+        ("images/coffee.png", "format", "image/png"),
+        ("text/service-1.log", "kind", "text"),
+        ("sheets/msft.csv", "kind", "spreadsheet"),
+        ("docs/handbook-1.pdf", "kind", "document"),
+        ("binary/ledger.sqlite", "kind", "binary"),
+    ] {
+        let got = xattr(&inst.path(rel), &format!("user.rustdb.{attr}"));
+        assert_eq!(got.as_deref(), Some(want), "{rel} {attr}");
+    }
     assert!(xattr(
         &inst.path("binary/ledger.sqlite"),
         "user.rustdb.next_decay_at"
@@ -450,6 +437,26 @@ fn mount_namespace_operations_behave_like_a_filesystem() {
         xattr(&m.join("x.txt"), "user.rustdb.stage").as_deref(),
         Some("0")
     );
+    // A directory's times move when its entries change; its mode is not written back stale.
+    let dir_mtime = |p: &std::path::Path| std::fs::metadata(p).unwrap().modified().unwrap();
+    std::fs::set_permissions(
+        m.join("a"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    let before = dir_mtime(&m.join("a"));
+    std::fs::write(m.join("a/new.txt"), "n").unwrap();
+    let after_create = dir_mtime(&m.join("a"));
+    assert!(after_create > before, "create moves the directory's mtime");
+    std::fs::remove_file(m.join("a/new.txt")).unwrap();
+    assert!(
+        dir_mtime(&m.join("a")) > after_create,
+        "unlink moves the directory's mtime"
+    );
+    assert_eq!(
+        std::fs::metadata(m.join("a")).unwrap().mode() & 0o777,
+        0o750
+    );
     // chown, utimens, fsync
     std::os::unix::fs::chown(m.join("a"), Some(1000), Some(1000)).unwrap();
     let meta = std::fs::metadata(m.join("a")).unwrap();
@@ -482,6 +489,20 @@ fn mount_pin_and_speed_through_xattrs() {
     set_xattr(&inst.path("pinned.txt"), "user.rustdb.pinned", "1").unwrap();
     set_xattr(&inst.path("slow.txt"), "user.rustdb.speed", "0.5").unwrap();
     set_xattr(&inst.path("fast.txt"), "user.rustdb.speed", "2").unwrap();
+    // The speed rule is the engine's, through the API as through xattrs.
+    let id = inst.object("slow.txt").unwrap()["id"].as_u64().unwrap();
+    for bad in [0.0, -1.0, 100.5, 1e300] {
+        let (status, body) = inst.post(
+            &format!("/rot/control/{id}"),
+            serde_json::json!({"speed": bad}),
+        );
+        assert_eq!(status, 422, "speed {bad}: {body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("speed"),
+            "{body}"
+        );
+    }
+    assert!(set_xattr(&inst.path("slow.txt"), "user.rustdb.speed", "0").is_err());
     inst.force_tick();
     let stage = |n: &str| xattr(&inst.path(n), "user.rustdb.stage").unwrap();
     assert_eq!(

@@ -31,6 +31,10 @@ pub enum FsError {
     NoSpace,
     #[error("busy: {0}")]
     Busy(String),
+    #[error("no such open file handle, or not open for that")]
+    BadHandle,
+    #[error("no ioctls on this file system")]
+    NoIoctl,
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -52,6 +56,8 @@ impl FsError {
             FsError::Stale => Errno::ESTALE,
             FsError::NoSpace => Errno::ENOSPC,
             FsError::Busy(_) => Errno::EBUSY,
+            FsError::BadHandle => Errno::EBADF,
+            FsError::NoIoctl => Errno::ENOTTY,
             FsError::Io(e) => match e.raw_os_error() {
                 Some(code) => Errno::from_i32(code),
                 None => Errno::EIO,

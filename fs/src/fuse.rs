@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use parking_lot::Mutex;
 use tracing::{debug, info, warn};
@@ -354,7 +354,7 @@ fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
     if size == 0 {
         reply.size(value.len() as u32);
     } else if (size as usize) < value.len() {
-        reply.error(Errno::ERANGE);
+        reply.error(FsError::Range.errno());
     } else {
         reply.data(value);
     }
@@ -530,7 +530,8 @@ impl<B: Backend> Filesystem for RustFs<B> {
             Ok(opened) => {
                 if writable && matches!(opened.data, OpenData::Reader(_)) {
                     self.backend.release(cat_ino, true, false);
-                    reply.error(Errno::EIO);
+                    let e = std::io::Error::other("writers are given plain files");
+                    reply.error(FsError::Io(e).errno());
                     return;
                 }
                 self.answer_open(reply, ino.0, cat_ino, writable, opened)
@@ -554,7 +555,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
         reply: ReplyData,
     ) {
         let Some(h) = self.handle(fh) else {
-            reply.error(Errno::EBADF);
+            reply.error(FsError::BadHandle.errno());
             return;
         };
         let mut buf = vec![0u8; size as usize];
@@ -590,15 +591,15 @@ impl<B: Backend> Filesystem for RustFs<B> {
         reply: ReplyWrite,
     ) {
         let Some(h) = self.handle(fh) else {
-            reply.error(Errno::EBADF);
+            reply.error(FsError::BadHandle.errno());
             return;
         };
         let HandleData::File(f) = &h.data else {
-            reply.error(Errno::EBADF);
+            reply.error(FsError::BadHandle.errno());
             return;
         };
         if !h.writable {
-            reply.error(Errno::EBADF);
+            reply.error(FsError::BadHandle.errno());
             return;
         }
         if !h.registered.swap(true, Ordering::AcqRel) {
@@ -657,7 +658,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
         reply: ReplyEmpty,
     ) {
         let Some(h) = self.handle(fh) else {
-            reply.error(Errno::EBADF);
+            reply.error(FsError::BadHandle.errno());
             return;
         };
         let result = match &h.data {
@@ -789,7 +790,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
         reply: fuser::ReplyIoctl,
     ) {
         // No device controls here; tools probe with ioctls (isatty and the like) all the time.
-        reply.error(Errno::ENOTTY);
+        reply.error(FsError::NoIoctl.errno());
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {

@@ -751,11 +751,7 @@ impl Engine {
         keep_original: Option<bool>,
     ) -> Result<ObjectRow> {
         if let Some(s) = speed {
-            if !(s.is_finite() && s > 0.0 && s <= 100.0) {
-                return Err(EngineError::Invalid(
-                    "speed must be a number in (0, 100]".into(),
-                ));
-            }
+            decay::check_speed(s).map_err(EngineError::Invalid)?;
         }
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
@@ -834,11 +830,7 @@ impl Engine {
                     bytes_after: size,
                 },
             )?;
-            if let Some(mut node) = tx.node(id)? {
-                node.mtime_ns = mtime_ns;
-                node.ctime_ns = now_ns;
-                tx.update_node(&node)?;
-            }
+            tx.touch_node(id, mtime_ns, now_ns)?;
             Ok::<_, EngineError>(())
         })?;
         drop(cat);

@@ -188,14 +188,6 @@ impl Engine {
         }
     }
 
-    fn touch_dir(tx: &crate::catalog::Tx<'_>, dir: &NodeRow, now_ns: i64) -> Result<()> {
-        let mut d = dir.clone();
-        d.mtime_ns = now_ns;
-        d.ctime_ns = now_ns;
-        tx.update_node(&d)?;
-        Ok(())
-    }
-
     pub fn mkdir(
         &self,
         parent: u64,
@@ -212,7 +204,7 @@ impl Engine {
                 return Ok(None);
             }
             let ino = tx.insert_node(&node)?;
-            Self::touch_dir(tx, &dir, node.ctime_ns)?;
+            tx.touch_node(parent, node.ctime_ns, node.ctime_ns)?;
             Ok::<_, EngineError>(Some(ino))
         })?;
         self.getattr(ino.ok_or(EngineError::Exists)?)
@@ -315,10 +307,7 @@ impl Engine {
                     bytes_after: 0,
                 },
             )?;
-            let mut d = dir.clone();
-            d.mtime_ns = node.ctime_ns;
-            d.ctime_ns = node.ctime_ns;
-            tx.update_node(&d)?;
+            tx.touch_node(parent, node.ctime_ns, node.ctime_ns)?;
             // The file is created inside the transaction: a crash before the commit leaves an
             // unreferenced file that the startup sweep removes.
             let file = OpenOptions::new()
@@ -601,13 +590,9 @@ impl Engine {
         if cat.read().has_children(node.ino)? {
             return Err(EngineError::NotEmpty);
         }
-        let dir = cat.read().node(parent)?.ok_or(EngineError::NoEntry)?;
         cat.atomically(|tx| {
             tx.delete_node(node.ino)?;
-            let mut d = dir;
-            d.mtime_ns = now;
-            d.ctime_ns = now;
-            tx.update_node(&d)
+            tx.touch_node(parent, now, now)
         })?;
         Ok(())
     }
@@ -615,6 +600,7 @@ impl Engine {
     /// Removes a file or symlink from the namespace; a file's object becomes a tombstone.
     fn remove_node(&self, node: &NodeRow, reason: &str) -> Result<()> {
         let now = self.clock.now();
+        let now_ns = self.clock.now_ns();
         let path = self.path_of(node.ino).unwrap_or_default();
         let mut cat = self.catalog.lock();
         let object = cat.read().object(node.ino)?;
@@ -623,14 +609,9 @@ impl Engine {
                 "the file is under legal hold; lift the hold first".into(),
             ));
         }
-        let dir = cat.read().node(node.parent)?;
         cat.atomically(|tx| {
             tx.delete_node(node.ino)?;
-            if let Some(mut d) = dir.clone() {
-                d.mtime_ns = now * 1_000_000_000;
-                d.ctime_ns = d.mtime_ns;
-                tx.update_node(&d)?;
-            }
+            tx.touch_node(node.parent, now_ns, now_ns)?;
             if let Some(o) = &object {
                 tx.update_object(&o.tombstone(now, &path, reason))?;
                 tx.add_history(
@@ -717,17 +698,14 @@ impl Engine {
         }
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
-            let mut moved = node.clone();
+            // Re-read inside the transaction: nothing changed meanwhile is written back stale.
+            let mut moved = tx.node(node.ino)?.ok_or(EngineError::NoEntry)?;
             moved.parent = new_parent;
             moved.name = new_name.to_vec();
             moved.ctime_ns = now;
             tx.update_node(&moved)?;
             for dir in [parent, new_parent] {
-                if let Some(mut d) = tx.node(dir)? {
-                    d.mtime_ns = now;
-                    d.ctime_ns = now;
-                    tx.update_node(&d)?;
-                }
+                tx.touch_node(dir, now, now)?;
             }
             Ok::<_, EngineError>(())
         })?;

@@ -12,7 +12,7 @@ use std::path::Path;
 use calamine::{Data, Reader};
 
 use super::detect::{MIME_ODS, MIME_TSV, MIME_XLS, MIME_XLSM, MIME_XLSX};
-use super::util::{clip_ellipsis, ext, file_len, fit_lines, write_out};
+use super::util::{clip_ellipsis, ext, file_len, fit_lines, write_out, NumStats};
 use super::{Encoding, Input, Limits, Produced, TransformError};
 
 pub const SAMPLE_ROWS: usize = 20;
@@ -98,13 +98,9 @@ struct Column {
     name: String,
     values: u64,
     empty: u64,
-    ints: u64,
-    floats: u64,
+    nums: NumStats,
     dates: u64,
     texts: u64,
-    min: f64,
-    max: f64,
-    sum: f64,
     date_min: Option<String>,
     date_max: Option<String>,
     top: HashMap<String, u64>,
@@ -117,20 +113,7 @@ impl Column {
                 self.empty += 1;
                 return;
             }
-            Val::Num(x, int) => {
-                if self.ints + self.floats == 0 {
-                    self.min = x;
-                    self.max = x;
-                }
-                self.min = self.min.min(x);
-                self.max = self.max.max(x);
-                self.sum += x;
-                if int {
-                    self.ints += 1;
-                } else {
-                    self.floats += 1;
-                }
-            }
+            Val::Num(x, int) => self.nums.add(x, int),
             Val::Date(d) => {
                 self.dates += 1;
                 if self.date_min.as_ref().is_none_or(|m| d < *m) {
@@ -159,11 +142,11 @@ impl Column {
     fn ty(&self) -> Option<Ty> {
         if self.values == 0 {
             None
-        } else if self.texts > 0 || (self.dates > 0 && self.ints + self.floats > 0) {
+        } else if self.texts > 0 || (self.dates > 0 && self.nums.count() > 0) {
             Some(Ty::Text)
         } else if self.dates > 0 {
             Some(Ty::Date)
-        } else if self.floats > 0 {
+        } else if self.nums.floats > 0 {
             Some(Ty::Float)
         } else {
             Some(Ty::Int)
@@ -192,9 +175,9 @@ impl Column {
     fn stats(&self) -> [String; 4] {
         match self.ty() {
             Some(Ty::Int) | Some(Ty::Float) => [
-                Self::num(self.min),
-                Self::num(self.max),
-                Self::num(self.sum / (self.ints + self.floats) as f64),
+                Self::num(self.nums.min),
+                Self::num(self.nums.max),
+                self.nums.mean().map(Self::num).unwrap_or_default(),
                 String::new(),
             ],
             Some(Ty::Date) => [

@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::detect::MIME_LOG;
 use super::util::{
-    clip, clip_ellipsis, ext, file_len, fit_lines, squash_ws, write_out, LineReader,
+    clip, clip_ellipsis, ext, file_len, fit_lines, squash_ws, write_out, LineReader, NumStats,
 };
 use super::{Encoding, Input, Limits, Produced, TransformError};
 
@@ -142,11 +142,7 @@ struct Node {
     nulls: u64,
     trues: u64,
     falses: u64,
-    ints: u64,
-    floats: u64,
-    min: f64,
-    max: f64,
-    sum: f64,
+    nums: NumStats,
     strings: u64,
     samples: Vec<String>,
     max_len: usize,
@@ -177,18 +173,7 @@ struct Seed<'a> {
 
 impl Node {
     fn number(&mut self, x: f64, int: bool) {
-        if self.ints + self.floats == 0 {
-            self.min = x;
-            self.max = x;
-        }
-        self.min = self.min.min(x);
-        self.max = self.max.max(x);
-        self.sum += x;
-        if int {
-            self.ints += 1;
-        } else {
-            self.floats += 1;
-        }
+        self.nums.add(x, int);
     }
 }
 
@@ -350,9 +335,9 @@ fn node_value(n: &Node) -> Value {
     if n.strings > 0 {
         types.push("string");
     }
-    if n.ints > 0 && n.floats == 0 {
+    if n.nums.ints > 0 && n.nums.floats == 0 {
         types.push("integer");
-    } else if n.ints + n.floats > 0 {
+    } else if n.nums.count() > 0 {
         types.push("number");
     }
     if n.trues + n.falses > 0 {
@@ -375,11 +360,11 @@ fn node_value(n: &Node) -> Value {
     if n.nulls > 0 && types.len() > 1 {
         m.insert("nulls".into(), json!(n.nulls));
     }
-    if n.ints + n.floats > 0 {
-        m.insert("min".into(), round(n.min));
-        m.insert("max".into(), round(n.max));
-        if n.ints + n.floats > 1 {
-            m.insert("mean".into(), round(n.sum / (n.ints + n.floats) as f64));
+    if n.nums.count() > 0 {
+        m.insert("min".into(), round(n.nums.min));
+        m.insert("max".into(), round(n.nums.max));
+        if let Some(mean) = n.nums.mean().filter(|_| n.nums.count() > 1) {
+            m.insert("mean".into(), round(mean));
         }
     }
     if n.trues + n.falses > 0 && n.count > 1 {

@@ -155,3 +155,54 @@ pub(crate) fn write_out(out: &Path, bytes: &[u8]) -> Result<(), TransformError> 
 pub(crate) fn file_len(path: &Path) -> std::io::Result<u64> {
     Ok(std::fs::metadata(path)?.len())
 }
+
+/// Running statistics of the numbers seen in one column or at one document position.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct NumStats {
+    pub ints: u64,
+    pub floats: u64,
+    pub min: f64,
+    pub max: f64,
+    pub sum: f64,
+}
+
+impl NumStats {
+    pub fn add(&mut self, x: f64, int: bool) {
+        if self.count() == 0 {
+            self.min = x;
+            self.max = x;
+        }
+        self.min = self.min.min(x);
+        self.max = self.max.max(x);
+        self.sum += x;
+        if int {
+            self.ints += 1;
+        } else {
+            self.floats += 1;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.ints + self.floats
+    }
+
+    pub fn mean(&self) -> Option<f64> {
+        (self.count() > 0).then(|| self.sum / self.count() as f64)
+    }
+}
+
+#[cfg(test)]
+mod num_stats_tests {
+    use super::NumStats;
+
+    #[test]
+    fn min_max_mean_and_kinds() {
+        let mut n = NumStats::default();
+        assert_eq!(n.mean(), None);
+        n.add(-2.0, true);
+        n.add(5.5, false);
+        n.add(3.0, true);
+        assert_eq!((n.ints, n.floats, n.min, n.max), (2, 1, -2.0, 5.5));
+        assert_eq!(n.mean(), Some(6.5 / 3.0));
+    }
+}
