@@ -38,6 +38,7 @@ mod ziplimit;
 mod tests;
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 /// The broad family a file belongs to; chooses the transform chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -103,6 +104,31 @@ pub struct Limits {
     pub max_json_depth: usize,
     /// Summaries read at most this much of a text file.
     pub max_text_scan_bytes: u64,
+    /// Wall time one transform may take; loops over input check it through [`Limits::check_time`].
+    pub max_transform_time: Duration,
+    /// When the running transform must give up; set by [`apply`] from `max_transform_time`.
+    pub deadline: Option<Instant>,
+}
+
+impl Limits {
+    /// A copy whose deadline is `max_transform_time` from now.
+    pub fn started_now(&self) -> Limits {
+        Limits {
+            deadline: Some(Instant::now() + self.max_transform_time),
+            ..self.clone()
+        }
+    }
+
+    /// `Err(Limit)` once the deadline has passed. Cheap; call it every few thousand items.
+    pub fn check_time(&self) -> Result<(), TransformError> {
+        match self.deadline {
+            Some(d) if Instant::now() > d => Err(TransformError::Limit(format!(
+                "transform took longer than {:?}",
+                self.max_transform_time
+            ))),
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Default for Limits {
@@ -115,6 +141,8 @@ impl Default for Limits {
             max_xml_depth: 256,
             max_json_depth: 128,
             max_text_scan_bytes: 64 * 1024 * 1024,
+            max_transform_time: Duration::from_secs(60),
+            deadline: None,
         }
     }
 }
@@ -188,6 +216,7 @@ pub fn apply(
     if !(1..=2).contains(&target) || input.stage >= target {
         return Err(no_transform);
     }
+    let limits = &limits.started_now();
     let run = || match input.kind {
         Kind::Image => image::apply(target, input, out, limits),
         Kind::Text => text::apply(target, input, out, limits),
