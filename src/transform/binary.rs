@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use super::{Encoding, Input, Produced, TransformError};
 
 pub const DEFAULT_CHUNK: usize = 256 * 1024;
+/// zstd level for stage 1, chosen by measurement (docs/BENCHMARKS.md).
+pub const DEFAULT_LEVEL: i32 = 3;
 pub(crate) const MAGIC: &[u8; 8] = b"RZDBCHK1";
 const VERSION: u32 = 1;
 const HEADER_LEN: u64 = 24;
@@ -272,7 +274,7 @@ pub(crate) fn apply(target: u8, input: &Input<'_>, out: &Path) -> Result<Produce
         });
     }
     let before = super::util::file_len(input.path)?;
-    let after = compress_file(input.path, out, DEFAULT_CHUNK, 3)?;
+    let after = compress_file(input.path, out, DEFAULT_CHUNK, DEFAULT_LEVEL)?;
     Ok(Produced {
         format: input.format.to_string(),
         encoding: Encoding::Chunked,

@@ -8,7 +8,7 @@
 //!
 //! | kind        | stage 1                                   | stage 2 (at most 2 KiB for text)   |
 //! |-------------|-------------------------------------------|------------------------------------|
-//! | image       | `image/jpeg` q60, same size               | `image/jpeg` q30, longest side 1024|
+//! | image       | `image/jpeg` q45 (chroma q35), same size  | `image/jpeg` q20/15, side ≤ 1024   |
 //! | text        | JSON shape (`application/json`), log digest (`text/plain`), Markdown outline (`text/markdown`), text extract (`text/plain`) | the same, compacted |
 //! | spreadsheet | csv/tsv: `text/csv` stats + first rows; workbooks: `text/plain` | schema only, same format |
 //! | document    | `text/plain` metadata, headings, paragraphs | `text/plain` metadata + first paragraph |
@@ -153,7 +153,7 @@ pub struct Produced {
     /// MIME type of the bytes written (for `Chunked`, of the decoded bytes).
     pub format: String,
     pub encoding: Encoding,
-    /// One human line for the object's history, e.g. "jpeg q60 1024x768".
+    /// One human line for the object's history, e.g. "jpeg q45/35 1024x768".
     pub note: String,
 }
 
