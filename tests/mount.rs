@@ -115,10 +115,21 @@ fn mount_corpus_decays_through_every_stage() {
                     )
                     .unwrap()
                     .len();
-                    assert!(
-                        stored < original.len() as u64,
-                        "{rel}: backing file shrank ({stored} bytes)"
-                    );
+                    let state = inst.get(&format!("/rot/state/{}", ids[rel]));
+                    let last = state["history"]
+                        .as_array()
+                        .and_then(|h| h.last())
+                        .map(|h| h["reason"].to_string())
+                        .unwrap_or_default();
+                    if last.contains("compression skipped") {
+                        // Noise-like data (eeg.dat): under 5% saved, so the bytes stay plain.
+                        assert_eq!(stored, original.len() as u64, "{rel}: {last}");
+                    } else {
+                        assert!(
+                            (stored as f64) < 0.95 * original.len() as f64,
+                            "{rel}: backing file shrank by 5% or more ({stored} bytes): {last}"
+                        );
+                    }
                 }
                 ("images", 1 | 2) if original.len() > 1024 => {
                     assert_eq!(format, "image/jpeg", "{rel}");

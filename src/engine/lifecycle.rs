@@ -9,7 +9,7 @@ use super::namespace::{read_head, sha256_file};
 use super::{decay_state, reschedule, Engine, EngineError, Result};
 use crate::catalog::{Encoding, HistoryRow, ObjectRow};
 use crate::decay::{self, PURGED};
-use crate::transform::{self, binary, detect::detect, stub, Kind};
+use crate::transform::{self, binary, detect::detect, stub, Kind, TransformError};
 
 /// After this many failed attempts at a stage, the stub stands in for the transform.
 const MAX_TRANSFORM_FAILURES: u32 = 3;
@@ -234,8 +234,13 @@ impl Engine {
             }));
         }
         let name = path.rsplit('/').next().unwrap_or("").to_string();
+        let mut skipped = None;
         let candidate = match self.produce(&object, &name, &path, target) {
             Ok(c) => c,
+            Err(EngineError::Transform(TransformError::NotWorthIt(why))) => {
+                skipped = Some(why);
+                None
+            }
             Err(e) => {
                 if dry_run {
                     return Ok(Step::Failed);
@@ -278,9 +283,10 @@ impl Engine {
             )
         };
         if keep_bytes {
-            let note = match &candidate {
-                Some(_) => "transform output not smaller; bytes kept",
-                None => "no transform at this stage; bytes kept",
+            let note = match (&candidate, skipped) {
+                (_, Some(why)) => format!("{why}; bytes kept"),
+                (Some(_), None) => "transform output not smaller; bytes kept".to_string(),
+                (None, None) => "no transform at this stage; bytes kept".to_string(),
             };
             let committed = self.commit_stage(
                 &object,
@@ -288,7 +294,7 @@ impl Engine {
                 progress,
                 None,
                 false,
-                &reason_for(note),
+                &reason_for(&note),
                 now,
             )?;
             return Ok(if committed {

@@ -175,6 +175,10 @@ pub enum TransformError {
     Limit(String),
     #[error("no transform for {kind} at stage {stage}")]
     NoTransform { kind: &'static str, stage: u8 },
+    /// The transform ran, but its output saves too little to be worth keeping: the stage
+    /// advances with the current bytes, and the reason goes into the history.
+    #[error("{0}")]
+    NotWorthIt(String),
 }
 
 impl TransformError {
