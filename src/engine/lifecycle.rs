@@ -285,7 +285,7 @@ impl Engine {
         if keep_bytes {
             let note = match (&candidate, skipped) {
                 (_, Some(why)) => format!("{why}; bytes kept"),
-                (Some(_), None) => "transform output not smaller; bytes kept".to_string(),
+                (Some(c), None) => format!("{}: output not smaller; bytes kept", c.note),
                 (None, None) => "no transform at this stage; bytes kept".to_string(),
             };
             let committed = self.commit_stage(
@@ -469,6 +469,14 @@ impl Engine {
         target: u8,
     ) -> Result<Option<Candidate>> {
         let kind = Kind::parse(&o.kind).unwrap_or(Kind::Binary);
+        if o.stage >= 1
+            && o.encoding == Encoding::Plain
+            && matches!(plan(kind, o.stage, target), Plan::Transform)
+            && stub::is_stub(&read_head(&self.store.artifact(o.id, o.generation))?)
+        {
+            // A stub stood in early (a broken limit, repeated failures): nothing to summarise.
+            return Ok(None);
+        }
         let use_stub = match plan(kind, o.stage, target) {
             Plan::Transform => o.fail_count + 1 >= MAX_TRANSFORM_FAILURES,
             Plan::Stub => true,
@@ -476,33 +484,13 @@ impl Engine {
         };
         let out = self.store.temp(&format!("{}-{}", o.id, target));
         let mut out_guard = TempGuard(Some(out.clone()));
-        let (format, encoding, note) = if use_stub {
-            let history = self.catalog.lock().read().history(o.id)?;
-            let history: Vec<(i64, u8, String)> = history
-                .into_iter()
-                .map(|h| (h.at, h.to_stage, h.reason))
-                .collect();
-            let bytes = stub::render(&stub::StubInfo {
-                name,
-                path,
-                kind,
-                format: &o.format,
-                original_size: o.original_size,
-                sha256: &o.sha256,
-                created_at: o.created_at,
-                last_access_at: o.last_access_at,
-                stage_history: &history,
-            });
-            std::fs::write(&out, bytes)?;
-            let note = if matches!(plan(kind, o.stage, target), Plan::Transform) {
-                format!("metadata stub after {} failed transforms", o.fail_count)
-            } else {
-                "metadata stub".to_string()
-            };
-            ("text/plain".to_string(), Encoding::Plain, note)
+        // A broken limit is not transient: the stub stands in at once, and says why.
+        let mut limit_broken = None;
+        let produced = if use_stub {
+            None
         } else {
             let (input, _input_guard) = self.plain_input(o)?;
-            let produced = transform::apply(
+            match transform::apply(
                 target,
                 &transform::Input {
                     path: &input,
@@ -513,12 +501,50 @@ impl Engine {
                 },
                 &out,
                 &self.cfg.limits,
-            )?;
-            let encoding = match produced.encoding {
-                transform::Encoding::Plain => Encoding::Plain,
-                transform::Encoding::Chunked => Encoding::Chunked,
-            };
-            (produced.format, encoding, produced.note)
+            ) {
+                Ok(p) => Some(p),
+                Err(e @ TransformError::Limit(_)) => {
+                    limit_broken = Some(e.to_string());
+                    None
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        let (format, encoding, note) = match produced {
+            Some(produced) => {
+                let encoding = match produced.encoding {
+                    transform::Encoding::Plain => Encoding::Plain,
+                    transform::Encoding::Chunked => Encoding::Chunked,
+                };
+                (produced.format, encoding, produced.note)
+            }
+            None => {
+                let history = self.catalog.lock().read().history(o.id)?;
+                let history: Vec<(i64, u8, String)> = history
+                    .into_iter()
+                    .map(|h| (h.at, h.to_stage, h.reason))
+                    .collect();
+                let bytes = stub::render(&stub::StubInfo {
+                    name,
+                    path,
+                    kind,
+                    format: &o.format,
+                    original_size: o.original_size,
+                    sha256: &o.sha256,
+                    created_at: o.created_at,
+                    last_access_at: o.last_access_at,
+                    stage_history: &history,
+                });
+                std::fs::write(&out, bytes)?;
+                let note = match (limit_broken, plan(kind, o.stage, target)) {
+                    (Some(why), _) => format!("metadata stub in place of the transform: {why}"),
+                    (None, Plan::Transform) => {
+                        format!("metadata stub after {} failed transforms", o.fail_count)
+                    }
+                    (None, _) => "metadata stub".to_string(),
+                };
+                ("text/plain".to_string(), Encoding::Plain, note)
+            }
         };
         let stored_size = std::fs::metadata(&out)?.len();
         let (size, lossless) = match encoding {

@@ -25,10 +25,17 @@ fn one_line(s: &str) -> String {
         .collect()
 }
 
+const MAGIC: &[u8] = b"rustdb-stub: 1\n";
+
+/// Whether `head` (the first bytes of an artifact the engine wrote) is a stub.
+pub fn is_stub(head: &[u8]) -> bool {
+    head.starts_with(MAGIC)
+}
+
 /// A small UTF-8 text of "key: value" lines saying what the file was. Format "text/plain".
 pub fn render(info: &StubInfo<'_>) -> Vec<u8> {
     let mut s = String::new();
-    let _ = writeln!(s, "rustdb-stub: 1");
+    s.push_str(std::str::from_utf8(MAGIC).expect("ascii"));
     let _ = writeln!(s, "name: {}", one_line(info.name));
     let _ = writeln!(s, "path: {}", one_line(info.path));
     let _ = writeln!(s, "kind: {}", info.kind.as_str());
