@@ -73,6 +73,14 @@ pub struct UpArgs {
     /// Threads serving FUSE requests.
     #[arg(long, env = "RUSTDB_FUSE_THREADS", default_value_t = 4)]
     pub fuse_threads: usize,
+
+    /// Seconds one transform may take before it gives up (the stub stands in).
+    #[arg(long, env = "RUSTDB_TRANSFORM_TIMEOUT_SEC", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub transform_timeout_sec: u64,
+
+    /// MiB one transform may allocate for decoded pixels and inflate from one container.
+    #[arg(long, env = "RUSTDB_TRANSFORM_MEMORY_MIB", default_value_t = 512, value_parser = clap::value_parser!(u64).range(16..))]
+    pub transform_memory_mib: u64,
 }
 
 /// Maps the seed's legacy `DECAYDB_*` names onto `RUSTDB_*` where the new name is unset.

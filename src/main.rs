@@ -13,7 +13,7 @@ use tracing::{error, info};
 use rustdb::clock::SystemClock;
 use rustdb::engine::{ChangeListener, Engine, EngineConfig};
 use rustdb::policy::PolicySet;
-use rustdb::{api_backend::ApiBackend, fs_backend::MountBackend, scheduler::Scheduler};
+use rustdb::{api_backend::ApiBackend, fs_backend::MountBackend, scheduler::Scheduler, transform};
 
 struct KernelCaches(rustdb_fs::Invalidator);
 
@@ -73,6 +73,12 @@ fn run_up(up: cli::UpArgs) -> anyhow::Result<()> {
         storage_dir: up.storage_dir.clone(),
         policies,
         shadow: up.shadow_mode,
+        limits: transform::Limits {
+            max_transform_time: Duration::from_secs(up.transform_timeout_sec),
+            max_alloc_bytes: up.transform_memory_mib << 20,
+            max_inflated_bytes: (up.transform_memory_mib << 20) / 2,
+            ..transform::Limits::default()
+        },
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::load(config, Arc::new(SystemClock))?);

@@ -347,6 +347,18 @@ fn mount_hostile_inputs_end_in_bounded_time_with_an_outcome() {
         inst.force_tick();
         assert_eq!(inst.try_get("/healthz").map(|(s, _)| s), Some(200));
     }
+    // The bombs were refused by limits, not absorbed: the process's peak memory stays small.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", inst.pid())).unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    eprintln!("peak resident memory of rustdb: {} MiB", peak_kib / 1024);
+    assert!(
+        peak_kib < 512 * 1024,
+        "peak RSS {peak_kib} KiB: a bomb was inflated in memory"
+    );
     for name in files.keys() {
         let path = dir.join(name);
         if !path.exists() {
