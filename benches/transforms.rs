@@ -64,11 +64,12 @@ fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / MB / d.as_secs_f64().max(1e-9)
 }
 
-fn have(cmd: &str) -> bool {
-    Command::new(cmd)
+/// Whether the real ImageMagick `convert` is on the PATH (not a stand-in).
+fn have_imagemagick() -> bool {
+    Command::new("convert")
         .arg("-version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success() && o.stdout.starts_with(b"Version: ImageMagick"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -368,7 +369,7 @@ fn stage2_candidates() -> Vec<JpegSetting> {
 fn bench_images(tmp: &Path) {
     println!("== images: {} ==", corpus("images").len());
     let pics = load_pictures(tmp);
-    let im = have("convert");
+    let im = have_imagemagick();
     if !im {
         println!("  (ImageMagick's convert not found: the seed rows use mozjpeg's settings only)");
     }
