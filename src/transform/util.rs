@@ -4,10 +4,124 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::TransformError;
+use super::{Limits, TransformError};
 
 /// Longest line kept by [`LineReader`]; the rest of an overlong line is skipped, not buffered.
 pub(crate) const MAX_LINE: usize = 64 * 1024;
+
+/// Most of a stage-1 summary read back for compaction; our summaries are far smaller, so a
+/// longer input is not one of ours and is only looked at up to here.
+pub(crate) const SUMMARY_READ_CAP: u64 = 1024 * 1024;
+
+/// Items (lines, rows, records, XML events, pages) between two deadline checks.
+const TICK_EVERY: u32 = 4096;
+
+/// Checks the transform deadline once every [`TICK_EVERY`] calls of [`Ticker::tick`].
+pub(crate) struct Ticker<'a> {
+    limits: &'a Limits,
+    n: u32,
+}
+
+impl<'a> Ticker<'a> {
+    pub fn new(limits: &'a Limits) -> Self {
+        Ticker { limits, n: 0 }
+    }
+
+    pub fn tick(&mut self) -> Result<(), TransformError> {
+        self.n = self.n.wrapping_add(1);
+        if self.n.is_multiple_of(TICK_EVERY) {
+            self.limits.check_time()
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A stage-1 summary read back whole, lossily, at most [`SUMMARY_READ_CAP`] bytes of it.
+pub(crate) fn read_summary(path: &Path) -> std::io::Result<String> {
+    let (data, _) = read_bounded(path, SUMMARY_READ_CAP)?;
+    Ok(String::from_utf8_lossy(&data).into_owned())
+}
+
+/// A reader that passes valid UTF-8 through and replaces each invalid sequence with U+FFFD,
+/// so parsers that insist on UTF-8 (serde_json) see a lossy but complete stream.
+pub(crate) struct LossyUtf8<R> {
+    inner: R,
+    /// Decoded bytes not yet handed out.
+    out: Vec<u8>,
+    pos: usize,
+    /// An incomplete sequence at the end of the last chunk, completed by the next one.
+    carry: Vec<u8>,
+    eof: bool,
+}
+
+impl<R: Read> LossyUtf8<R> {
+    pub fn new(inner: R) -> Self {
+        LossyUtf8 {
+            inner,
+            out: Vec::new(),
+            pos: 0,
+            carry: Vec::new(),
+            eof: false,
+        }
+    }
+
+    fn refill(&mut self) -> std::io::Result<()> {
+        self.out.clear();
+        self.pos = 0;
+        let mut chunk = std::mem::take(&mut self.carry);
+        let start = chunk.len();
+        chunk.resize(start + 16 * 1024, 0);
+        let n = self.inner.read(&mut chunk[start..])?;
+        chunk.truncate(start + n);
+        if n == 0 {
+            self.eof = true;
+        }
+        let mut rest = chunk.as_slice();
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    self.out.extend_from_slice(s.as_bytes());
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    self.out.extend_from_slice(good);
+                    match e.error_len() {
+                        Some(len) => {
+                            self.out.extend_from_slice("\u{FFFD}".as_bytes());
+                            rest = &bad[len..];
+                        }
+                        None if !self.eof => {
+                            self.carry = bad.to_vec();
+                            break;
+                        }
+                        None => {
+                            self.out.extend_from_slice("\u{FFFD}".as_bytes());
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for LossyUtf8<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos >= self.out.len() {
+            if self.eof {
+                return Ok(0);
+            }
+            self.refill()?;
+        }
+        let n = buf.len().min(self.out.len() - self.pos);
+        buf[..n].copy_from_slice(&self.out[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
 
 /// Lower-case extension of a file name, without the dot ("" when none).
 pub(crate) fn ext(name: &str) -> String {
