@@ -1,5 +1,6 @@
-//! Zip containers opened under [`Limits`]: entry count and declared sizes are checked before
-//! anything is inflated, and the bytes actually inflated are counted too (declared sizes lie).
+//! Zip containers opened under [`Limits`]: entry count, declared sizes and declared inflation
+//! ratios are checked before anything is inflated, and the bytes actually inflated are counted
+//! too (declared sizes lie), against the same total and ratio.
 
 use std::fs::File;
 use std::io::{BufReader, Read};
@@ -8,6 +9,16 @@ use std::path::Path;
 use zip::ZipArchive;
 
 use super::{Limits, TransformError};
+
+/// Largest inflated/compressed ratio accepted for an entry that inflates past
+/// [`RATIO_FLOOR`]. Deflate tops out near 1032:1; real office XML stays well under 100:1.
+const MAX_RATIO: u64 = 200;
+/// Entries smaller than this may have any ratio (tiny repetitive parts compress very well).
+const RATIO_FLOOR: u64 = 8 * 1024 * 1024;
+
+fn ratio_exceeded(inflated: u64, compressed: u64) -> bool {
+    inflated > RATIO_FLOOR && inflated / compressed.max(1) > MAX_RATIO
+}
 
 pub(crate) struct LimitedZip {
     archive: ZipArchive<BufReader<File>>,
@@ -42,6 +53,12 @@ fn check(
         let entry = archive
             .by_index_raw(i)
             .map_err(|e| TransformError::decode(format, format!("zip entry {i}: {e}")))?;
+        if ratio_exceeded(entry.size(), entry.compressed_size()) {
+            return Err(TransformError::Limit(format!(
+                "zip entry {} declares an inflation ratio over {MAX_RATIO}",
+                entry.name()
+            )));
+        }
         declared = declared.saturating_add(entry.size());
     }
     if declared > limits.max_inflated_bytes {
@@ -73,36 +90,58 @@ impl LimitedZip {
                 ))
             }
         };
+        let compressed = entry.compressed_size();
         let mut data = Vec::new();
         (&mut entry)
             .take(self.left.saturating_add(1))
             .read_to_end(&mut data)
             .map_err(|e| TransformError::decode("application/zip", format!("{name}: {e}")))?;
-        if data.len() as u64 > self.left {
+        let n = data.len() as u64;
+        if n > self.left {
             return Err(TransformError::Limit(format!(
                 "zip inflates past the limit at {name}"
             )));
         }
-        self.left -= data.len() as u64;
+        if ratio_exceeded(n, compressed) {
+            return Err(TransformError::Limit(format!(
+                "zip entry {name} inflates more than {MAX_RATIO} times"
+            )));
+        }
+        self.left -= n;
         Ok(Some(data))
     }
 
-    /// Inflates every entry into a counting sink against the budget. For readers (calamine)
-    /// that inflate on their own: declared sizes can lie, this cannot.
-    pub fn verify_inflation(&mut self) -> Result<(), TransformError> {
+    /// Inflates every entry into a counting sink against the budget, the ratio limit and the
+    /// deadline. For readers (calamine) that inflate on their own: declared sizes can lie,
+    /// this cannot.
+    pub fn verify_inflation(&mut self, limits: &Limits) -> Result<(), TransformError> {
+        let mut buf = vec![0u8; 64 * 1024];
         for i in 0..self.archive.len() {
+            limits.check_time()?;
             let mut entry = self.archive.by_index(i).map_err(|e| {
                 TransformError::decode("application/zip", format!("entry {i}: {e}"))
             })?;
-            let n = std::io::copy(
-                &mut (&mut entry).take(self.left.saturating_add(1)),
-                &mut std::io::sink(),
-            )
-            .map_err(|e| TransformError::decode("application/zip", format!("entry {i}: {e}")))?;
-            if n > self.left {
-                return Err(TransformError::Limit(format!(
-                    "zip inflates past the limit at entry {i}"
-                )));
+            let compressed = entry.compressed_size();
+            let mut n: u64 = 0;
+            loop {
+                let k = entry.read(&mut buf).map_err(|e| {
+                    TransformError::decode("application/zip", format!("entry {i}: {e}"))
+                })?;
+                if k == 0 {
+                    break;
+                }
+                n += k as u64;
+                if n > self.left {
+                    return Err(TransformError::Limit(format!(
+                        "zip inflates past the limit at entry {i}"
+                    )));
+                }
+                if ratio_exceeded(n, compressed) {
+                    return Err(TransformError::Limit(format!(
+                        "zip entry {i} inflates more than {MAX_RATIO} times"
+                    )));
+                }
+                limits.check_time()?;
             }
             self.left -= n;
         }
