@@ -841,7 +841,6 @@ fn ods_guard(input: &Input<'_>, limits: &Limits) -> Result<(), TransformError> {
     let mut t = Table::default();
     let (mut row_rep, mut row_width, mut row_cols) = (1u64, 0u64, 0u64);
     let (mut cell_rep, mut cell_full) = (1u64, false);
-    let mut ticker = Ticker::new(limits);
     let mut err: Option<TransformError> = None;
     let rep = |attrs: &[(String, String)], key: &str| -> u64 {
         attrs
@@ -851,11 +850,7 @@ fn ods_guard(input: &Input<'_>, limits: &Limits) -> Result<(), TransformError> {
             .unwrap_or(1)
     };
     let mut in_cell = false;
-    walk(&content, limits.max_xml_depth, |ev| {
-        if let Err(e) = ticker.tick() {
-            err = Some(e);
-            return false;
-        }
+    walk(&content, limits, |ev| {
         match ev {
             XmlEvent::Start("table", _) => t = Table::default(),
             XmlEvent::Start("table-row", a) => {
@@ -925,11 +920,11 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
         "xlsx" => {
             // Zip-bomb guard: entry count, declared and actual inflated sizes and ratios,
             // before calamine inflates anything itself.
-            super::ziplimit::open(input.path, f, limits)?.verify_inflation(limits)?;
+            super::ziplimit::open(input.path, f, limits)?.verify_inflation()?;
             xlsx_sheets(input, limits)
         }
         "ods" => {
-            super::ziplimit::open(input.path, f, limits)?.verify_inflation(limits)?;
+            super::ziplimit::open(input.path, f, limits)?.verify_inflation()?;
             ods_guard(input, limits)?;
             let mut wb: calamine::Ods<BufReader<File>> = calamine::open_workbook(input.path)
                 .map_err(|e: calamine::OdsError| TransformError::decode(f, e))?;

@@ -106,11 +106,12 @@ pub(crate) fn apply(
             } else {
                 log_summary(input, limits, cap(STAGE1_STRUCT_BUDGET))?
             };
-            (
-                fit_lines(&s, budget).into_bytes(),
-                "text/plain",
-                "log digest".to_string(),
-            )
+            let s = if target >= 2 {
+                compact_log(&s, budget)
+            } else {
+                fit_lines(&s, budget)
+            };
+            (s.into_bytes(), "text/plain", "log digest".to_string())
         }
         Sub::Markdown => {
             let s = markdown_summary(input.path, limits, budget)?;
@@ -878,6 +879,48 @@ fn log_summary(
     Ok(s)
 }
 
+/// Stage 2 from a log digest: its header and level counts, the first and last line, then the
+/// distinct messages, most important first, as many as fit.
+fn compact_log(stage1: &str, budget: usize) -> String {
+    let (mut head, mut messages) = (String::new(), String::new());
+    let (mut first, mut last): (Option<&str>, Option<&str>) = (None, None);
+    #[derive(PartialEq)]
+    enum Part {
+        Head,
+        Messages,
+        First,
+        Last,
+    }
+    let mut part = Part::Head;
+    for l in stage1.lines() {
+        if l.starts_with("# first ") {
+            part = Part::First;
+        } else if l.starts_with("# last ") {
+            part = Part::Last;
+        } else if part == Part::Head && l.starts_with("# ") && l.contains(" distinct ") {
+            part = Part::Messages;
+            let _ = writeln!(messages, "{l}");
+        } else {
+            match part {
+                Part::Head => {
+                    let _ = writeln!(head, "{l}");
+                }
+                Part::Messages => {
+                    let _ = writeln!(messages, "{l}");
+                }
+                Part::First => first = first.or(Some(l)),
+                Part::Last => last = Some(l),
+            }
+        }
+    }
+    for (label, line) in [("first", first), ("last", last)] {
+        if let Some(l) = line {
+            let _ = writeln!(head, "# {label} line\n{}", clip_ellipsis(l, 300));
+        }
+    }
+    fit_lines(&(head + &messages), budget)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Markdown
 
@@ -1134,7 +1177,7 @@ fn plain_summary(
     limits: &Limits,
     budget: usize,
 ) -> Result<String, TransformError> {
-    let mut r = LineReader::open(path, limits.max_text_scan_bytes)?;
+    let mut r = LineReader::open(path, limits.max_text_scan_bytes)?.split_long_lines();
     let mut st = Sentences {
         opening: Vec::new(),
         opening_len: 0,

@@ -141,6 +141,8 @@ pub(crate) struct LineReader {
     pub truncated: bool,
     pub lines: u64,
     buf: Vec<u8>,
+    /// Whether an overlong line goes on as further lines instead of being cut.
+    split_long: bool,
 }
 
 impl LineReader {
@@ -152,7 +154,15 @@ impl LineReader {
             truncated: false,
             lines: 0,
             buf: Vec::new(),
+            split_long: false,
         })
+    }
+
+    /// Hands out an overlong line as several lines of at most [`MAX_LINE`] bytes (for prose,
+    /// where a file may be one long line) instead of keeping its start only.
+    pub fn split_long_lines(mut self) -> Self {
+        self.split_long = true;
+        self
     }
 
     pub fn bytes_read(&self) -> u64 {
@@ -188,6 +198,11 @@ impl LineReader {
                 None => (avail.len(), false),
             };
             let keep = take.min(MAX_LINE.saturating_sub(self.buf.len()));
+            let (take, done) = if self.split_long && keep < take {
+                (keep, true)
+            } else {
+                (take, done)
+            };
             self.buf.extend_from_slice(&avail[..keep]);
             self.inner.consume(take);
             self.consumed += take as u64;

@@ -24,6 +24,8 @@ pub(crate) struct LimitedZip {
     archive: ZipArchive<BufReader<File>>,
     /// Bytes that may still be inflated.
     left: u64,
+    /// For the deadline.
+    limits: Limits,
 }
 
 pub(crate) fn open(
@@ -70,7 +72,22 @@ fn check(
     Ok(LimitedZip {
         archive,
         left: limits.max_inflated_bytes,
+        limits: limits.clone(),
     })
+}
+
+/// Counts the compressed bytes an inflater has consumed.
+struct Consumed<R> {
+    inner: R,
+    n: u64,
+}
+
+impl<R: Read> Read for Consumed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n += k as u64;
+        Ok(k)
+    }
 }
 
 impl LimitedZip {
@@ -78,72 +95,78 @@ impl LimitedZip {
         self.archive.file_names().map(str::to_string).collect()
     }
 
-    /// Inflates one entry, counting it against the budget; None when the entry is absent.
-    pub fn read(&mut self, name: &str) -> Result<Option<Vec<u8>>, TransformError> {
-        let mut entry = match self.archive.by_name(name) {
-            Ok(e) => e,
-            Err(zip::result::ZipError::FileNotFound) => return Ok(None),
-            Err(e) => {
-                return Err(TransformError::decode(
-                    "application/zip",
-                    format!("{name}: {e}"),
-                ))
-            }
+    /// Inflates entry `i` chunk by chunk into `sink`, against the remaining budget, the
+    /// ratio limit (inflated so far over compressed bytes consumed so far, so a bomb is
+    /// caught early whatever its headers say) and the deadline. Inflates the raw entry itself
+    /// rather than trusting the zip reader's sizes.
+    fn inflate(&mut self, i: usize, mut sink: impl FnMut(&[u8])) -> Result<(), TransformError> {
+        let zerr = |e: &dyn std::fmt::Display| {
+            TransformError::decode("application/zip", format!("entry {i}: {e}"))
         };
-        let compressed = entry.compressed_size();
-        let mut data = Vec::new();
-        (&mut entry)
-            .take(self.left.saturating_add(1))
-            .read_to_end(&mut data)
-            .map_err(|e| TransformError::decode("application/zip", format!("{name}: {e}")))?;
-        let n = data.len() as u64;
-        if n > self.left {
-            return Err(TransformError::Limit(format!(
-                "zip inflates past the limit at {name}"
-            )));
-        }
-        if ratio_exceeded(n, compressed) {
-            return Err(TransformError::Limit(format!(
-                "zip entry {name} inflates more than {MAX_RATIO} times"
-            )));
+        let entry = self.archive.by_index_raw(i).map_err(|e| zerr(&e))?;
+        let name = entry.name().to_string();
+        let method = entry.compression();
+        let mut raw = Consumed { inner: entry, n: 0 };
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut n: u64 = 0;
+        let limits = &self.limits;
+        let mut step = |k: usize, consumed: u64, left: u64| -> Result<(), TransformError> {
+            n += k as u64;
+            if n > left {
+                return Err(TransformError::Limit(format!(
+                    "zip inflates past the limit at {name}"
+                )));
+            }
+            if ratio_exceeded(n, consumed) {
+                return Err(TransformError::Limit(format!(
+                    "zip entry {name} inflates more than {MAX_RATIO} times"
+                )));
+            }
+            limits.check_time()
+        };
+        match method {
+            zip::CompressionMethod::Stored => loop {
+                let k = raw.read(&mut buf).map_err(|e| zerr(&e))?;
+                if k == 0 {
+                    break;
+                }
+                step(k, raw.n, self.left)?;
+                sink(&buf[..k]);
+            },
+            zip::CompressionMethod::Deflated => {
+                let mut inf = flate2::read::DeflateDecoder::new(raw);
+                loop {
+                    let k = inf.read(&mut buf).map_err(|e| zerr(&e))?;
+                    if k == 0 {
+                        break;
+                    }
+                    step(k, inf.get_ref().n, self.left)?;
+                    sink(&buf[..k]);
+                }
+            }
+            other => return Err(zerr(&format!("unsupported compression {other}"))),
         }
         self.left -= n;
+        Ok(())
+    }
+
+    /// Inflates one entry, counting it against the budget; None when the entry is absent.
+    pub fn read(&mut self, name: &str) -> Result<Option<Vec<u8>>, TransformError> {
+        let Some(i) = self.archive.index_for_name(name) else {
+            return Ok(None);
+        };
+        let mut data = Vec::new();
+        self.inflate(i, |chunk| data.extend_from_slice(chunk))?;
         Ok(Some(data))
     }
 
     /// Inflates every entry into a counting sink against the budget, the ratio limit and the
     /// deadline. For readers (calamine) that inflate on their own: declared sizes can lie,
     /// this cannot.
-    pub fn verify_inflation(&mut self, limits: &Limits) -> Result<(), TransformError> {
-        let mut buf = vec![0u8; 64 * 1024];
+    pub fn verify_inflation(&mut self) -> Result<(), TransformError> {
         for i in 0..self.archive.len() {
-            limits.check_time()?;
-            let mut entry = self.archive.by_index(i).map_err(|e| {
-                TransformError::decode("application/zip", format!("entry {i}: {e}"))
-            })?;
-            let compressed = entry.compressed_size();
-            let mut n: u64 = 0;
-            loop {
-                let k = entry.read(&mut buf).map_err(|e| {
-                    TransformError::decode("application/zip", format!("entry {i}: {e}"))
-                })?;
-                if k == 0 {
-                    break;
-                }
-                n += k as u64;
-                if n > self.left {
-                    return Err(TransformError::Limit(format!(
-                        "zip inflates past the limit at entry {i}"
-                    )));
-                }
-                if ratio_exceeded(n, compressed) {
-                    return Err(TransformError::Limit(format!(
-                        "zip entry {i} inflates more than {MAX_RATIO} times"
-                    )));
-                }
-                limits.check_time()?;
-            }
-            self.left -= n;
+            self.limits.check_time()?;
+            self.inflate(i, |_| {})?;
         }
         Ok(())
     }
