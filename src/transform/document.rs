@@ -1128,10 +1128,154 @@ fn printable_strings(data: &[u8], max: usize) -> Vec<String> {
     out
 }
 
-fn ole_doc(input: &Input<'_>) -> Result<DocInfo, TransformError> {
-    let (data, _) = read_bounded(input.path, OLE_SCAN)?;
+/// A value of an OLE property set.
+enum Prop {
+    Text(String),
+    Int(i64),
+    /// A FILETIME as an ISO date-time.
+    Time(String),
+}
+
+/// ISO date-time of a FILETIME (100 ns ticks since 1601-01-01), None when out of range.
+fn filetime(ticks: u64) -> Option<String> {
+    let secs = (ticks / 10_000_000) as i64 - 11_644_473_600;
+    if ticks == 0 || !(0..253_402_300_800).contains(&secs) {
+        return None;
+    }
+    // Days to a civil date (proleptic Gregorian, era-based).
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    Some(format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    ))
+}
+
+/// (property id, value) of the first property set in an OLE property-set stream
+/// ([MS-OLEPS]); offsets are checked, at most 256 properties are read.
+fn property_set(s: &[u8]) -> Vec<(u32, Prop)> {
+    use super::util::cfb::{u16_at, u32_at};
+    let mut out = Vec::new();
+    if u16_at(s, 0) != Some(0xFFFE) || u32_at(s, 24).unwrap_or(0) == 0 {
+        return out;
+    }
+    let Some(set) = u32_at(s, 44).and_then(|o| s.get(o as usize..)) else {
+        return out;
+    };
+    let n = u32_at(set, 4).unwrap_or(0).min(256) as usize;
+    let mut codepage = 1252;
+    for k in 0..n {
+        let (Some(pid), Some(off)) = (u32_at(set, 8 + 8 * k), u32_at(set, 12 + 8 * k)) else {
+            break;
+        };
+        let Some(v) = set.get(off as usize..) else {
+            continue;
+        };
+        let body = |len: usize| v.get(8..).map(|b| &b[..len.min(b.len()).min(4096)]);
+        let value = match u32_at(v, 0).map(|t| t & 0xFFFF) {
+            Some(0x02) => u16_at(v, 4).map(|x| Prop::Int(i64::from(x as i16))),
+            Some(0x03) => u32_at(v, 4).map(|x| Prop::Int(i64::from(x as i32))),
+            Some(0x1E) => body(u32_at(v, 4).unwrap_or(0) as usize).map(|b| {
+                let b: Vec<u8> = b.iter().copied().take_while(|&c| c != 0).collect();
+                Prop::Text(if codepage == 65001 {
+                    String::from_utf8_lossy(&b).into_owned()
+                } else {
+                    b.iter().map(|&c| char::from(c)).collect()
+                })
+            }),
+            Some(0x1F) => body(u32_at(v, 4).unwrap_or(0) as usize * 2).map(|b| {
+                let units: Vec<u16> = b
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .take_while(|&u| u != 0)
+                    .collect();
+                Prop::Text(String::from_utf16_lossy(&units))
+            }),
+            Some(0x40) => v
+                .get(4..12)
+                .and_then(|b| filetime(u64::from_le_bytes(b.try_into().ok()?)))
+                .map(Prop::Time),
+            _ => None,
+        };
+        if let Some(value) = value {
+            if let (1, Prop::Int(cp)) = (pid, &value) {
+                codepage = *cp as u16 as u32;
+            }
+            out.push((pid, value));
+        }
+    }
+    out
+}
+
+/// Metadata of a legacy Word or PowerPoint file from its property-set streams, and printable
+/// strings of its first bytes as text. A file whose compound structure cannot be read still
+/// gets the strings.
+fn ole_doc(input: &Input<'_>, limits: &Limits) -> Result<DocInfo, TransformError> {
+    let (data, truncated) = read_bounded(input.path, limits.max_inflated_bytes)?;
+    if truncated {
+        return Err(TransformError::Limit(format!(
+            "legacy document larger than {} bytes",
+            limits.max_inflated_bytes
+        )));
+    }
     let mut info = DocInfo::default();
-    for s in printable_strings(&data, 60) {
+    match super::util::cfb::Cfb::parse(&data) {
+        Ok(cfb) => {
+            let props = |name: &str| {
+                cfb.entry(name)
+                    .and_then(|e| cfb.stream(e).ok())
+                    .map(|s| property_set(&s))
+                    .unwrap_or_default()
+            };
+            let text = |p: &Prop| match p {
+                Prop::Text(t) => some_text(t),
+                Prop::Int(i) => Some(i.to_string()),
+                Prop::Time(t) => Some(t.clone()),
+            };
+            for (pid, v) in props("\u{5}SummaryInformation") {
+                match (pid, &v) {
+                    (2, _) => info.title = text(&v),
+                    (4, _) => info.author = text(&v),
+                    (14, Prop::Int(n)) if *n > 0 => info.count = Some(("pages", *n as u64)),
+                    _ => {
+                        let key = match pid {
+                            3 => "subject",
+                            5 => "keywords",
+                            8 => "last saved by",
+                            12 => "created",
+                            13 => "modified",
+                            15 => "words",
+                            18 => "application",
+                            _ => continue,
+                        };
+                        if let Some(t) = text(&v) {
+                            info.extra.push(format!("{key}: {t}"));
+                        }
+                    }
+                }
+            }
+            for (pid, v) in props("\u{5}DocumentSummaryInformation") {
+                match (pid, v) {
+                    (7, Prop::Int(n)) if n > 0 => info.count = Some(("slides", n as u64)),
+                    (15, Prop::Text(t)) => info
+                        .extra
+                        .extend(some_text(&t).map(|t| format!("company: {t}"))),
+                    _ => {}
+                }
+            }
+        }
+        Err(why) => info.extra.push(format!("structure: unreadable ({why})")),
+    }
+    for s in printable_strings(&data[..data.len().min(OLE_SCAN as usize)], 60) {
         info.paragraph(&s);
     }
     info.extra
@@ -1190,7 +1334,7 @@ pub(crate) fn apply(
         let kind = which(input);
         let info = match kind {
             "pdf" => pdf_doc(input, limits)?,
-            "ole" => ole_doc(input)?,
+            "ole" => ole_doc(input, limits)?,
             other => zip_doc(input, limits, other)?,
         };
         let stage1 = render_stage1(input, &info, size, cap(STAGE1_BUDGET));

@@ -951,66 +951,17 @@ fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>,
 // ---------------------------------------------------------------------------------------------
 // Legacy xls: structure check before calamine
 
-/// calamine's xls reader trusts the compound file: sector numbers size its buffers, FAT chains
-/// are followed without a cycle check, directory and header counts size allocations, and a
-/// sheet's cells are laid out densely over their bounding box. This walks the same structures
-/// with bounds first and refuses what would make calamine allocate without limit or loop.
+/// calamine's xls reader trusts the compound file (sector numbers size its buffers, chains
+/// are followed without a cycle check, header counts size allocations; see
+/// [`super::util::cfb`], which reads it the same way with bounds first) and lays a sheet's
+/// cells out densely over their bounding box. This refuses what would make it allocate
+/// without limit or loop.
 mod xls_guard {
+    use super::super::util::cfb::{u16_at, u32_at, Cfb};
     use super::super::{Limits, TransformError};
     use super::Ticker;
 
-    pub const OLE_MAGIC: [u8; 8] = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
-    /// Sector numbers at and above this are markers, not sectors (calamine's reading).
-    const RESERVED: u32 = 0xFFFF_FFFA;
-    const DIFSECT: u32 = 0xFFFF_FFFC;
-    const ENDOFCHAIN: u32 = 0xFFFF_FFFE;
-    /// Streams shorter than this live in the mini stream.
-    const MINI_CUTOFF: usize = 4096;
-
-    fn u16_at(d: &[u8], i: usize) -> Option<u16> {
-        Some(u16::from_le_bytes(d.get(i..i + 2)?.try_into().ok()?))
-    }
-
-    fn u32_at(d: &[u8], i: usize) -> Option<u32> {
-        Some(u32::from_le_bytes(d.get(i..i + 4)?.try_into().ok()?))
-    }
-
-    struct Cfb<'a> {
-        data: &'a [u8],
-        /// Where sector 0 starts (the header takes one sector of 512 or 4096 bytes).
-        base: usize,
-        size: usize,
-        fat: Vec<u32>,
-    }
-
-    impl<'a> Cfb<'a> {
-        fn sector(&self, id: u32) -> &'a [u8] {
-            let start = self.base + id as usize * self.size;
-            &self.data[start..(start + self.size).min(self.data.len())]
-        }
-
-        /// Follows a chain as calamine does (until ENDOFCHAIN), requiring every sector to
-        /// exist and the chain to be no longer than the file.
-        fn chain(&self, start: u32, table: &[u32], count: u32) -> Result<Vec<u32>, String> {
-            let mut ids = Vec::new();
-            let mut id = start;
-            while id != ENDOFCHAIN {
-                if id >= count || id as usize >= table.len() {
-                    return Err(format!("sector {id} out of range"));
-                }
-                if ids.len() as u32 >= count {
-                    return Err("sector chain loops".into());
-                }
-                ids.push(id);
-                id = table[id as usize];
-            }
-            Ok(ids)
-        }
-    }
-
-    fn decode(format: &str, why: impl std::fmt::Display) -> TransformError {
-        TransformError::decode(format, format!("compound file: {why}"))
-    }
+    pub use super::super::util::cfb::OLE_MAGIC;
 
     /// Err(Decode) for a compound file calamine cannot read safely, Err(Limit) for a sheet
     /// whose cells would span more than `max_cells`.
@@ -1020,164 +971,19 @@ mod xls_guard {
         max_cells: u64,
         limits: &Limits,
     ) -> Result<(), TransformError> {
-        let bad = |why: &str| decode(format, why);
-        if data.len() < 512 || data[..8] != OLE_MAGIC {
-            return Err(bad("not an OLE2 file"));
-        }
-        let size = match u16_at(data, 30) {
-            Some(9) => 512,
-            Some(12) => 4096,
-            _ => return Err(bad("bad sector size")),
-        };
-        if u16_at(data, 32) != Some(6) || data.len() < size {
-            return Err(bad("bad header"));
-        }
-        let field = |i| u32_at(data, i).unwrap_or(0);
-        let sectors = ((data.len() - size).div_ceil(size)) as u32;
-        let (dir_len, fat_len, dir_start) = (field(40), field(44), field(48));
-        let (mini_fat_start, mini_fat_len, difat_start) = (field(60), field(64), field(68));
-        // calamine reserves header counts up front; a count beyond the file is a lie.
-        if dir_len > sectors || fat_len > sectors || mini_fat_len > sectors {
-            return Err(bad("header counts exceed the file"));
-        }
-        // calamine sizes its DIFAT buffer from the bytes at 62..66 (half of two fields).
-        if field(62) > 1 << 24 {
-            return Err(bad("bad DIFAT size"));
-        }
-        let mut cfb = Cfb {
-            data,
-            base: size,
-            size,
-            fat: Vec::new(),
-        };
-        // DIFAT: 109 entries in the header, then a chain of DIFAT sectors whose last entry
-        // links to the next.
-        let mut difat: Vec<u32> = data[76..512]
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-            .collect();
-        let mut id = difat_start;
-        let mut hops = 0;
-        while id < RESERVED {
-            if id >= sectors || hops > sectors {
-                return Err(bad("bad DIFAT chain"));
-            }
-            hops += 1;
-            difat.extend(
-                cfb.sector(id)
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))),
-            );
-            id = difat.pop().unwrap_or(ENDOFCHAIN);
-        }
-        let fat_sectors: Vec<u32> = difat.into_iter().filter(|&i| i < DIFSECT).collect();
-        if fat_sectors.len() as u64 > u64::from(sectors)
-            || fat_sectors.iter().any(|&i| i >= sectors)
-        {
-            return Err(bad("bad FAT sector list"));
-        }
-        let mut fat = Vec::with_capacity(fat_sectors.len() * size / 4);
-        for &i in &fat_sectors {
-            fat.extend(
-                cfb.sector(i)
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))),
-            );
-        }
-        cfb.fat = fat;
-        let dir_ids = cfb
-            .chain(dir_start, &cfb.fat, sectors)
-            .map_err(|e| bad(&format!("directory: {e}")))?;
-        let dir: Vec<u8> = dir_ids
-            .iter()
-            .flat_map(|&i| cfb.sector(i))
-            .copied()
-            .collect();
-        // (name, start, len) of each 128-byte directory entry.
-        let entries: Vec<(String, u32, u64)> = dir
-            .chunks_exact(128)
-            .map(|e| {
-                let units: Vec<u16> = e[..64]
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .take_while(|&u| u != 0)
-                    .collect();
-                let len = if size == 512 {
-                    u64::from(u32_at(e, 120).unwrap_or(0))
-                } else {
-                    u64::from_le_bytes(e[120..128].try_into().expect("8 bytes"))
-                };
-                (
-                    String::from_utf16_lossy(&units),
-                    u32_at(e, 116).unwrap_or(0),
-                    len,
-                )
-            })
-            .collect();
-        let Some(root) = entries.first() else {
-            return Err(bad("no root directory"));
-        };
-        let file_len = data.len() as u64;
-        // The mini stream lives in the root entry's chain; mini sectors are 64 bytes.
-        let (mini, mini_fat) = if mini_fat_len > 0 {
-            if root.2 > file_len {
-                return Err(bad("mini stream larger than the file"));
-            }
-            let ids = cfb
-                .chain(root.1, &cfb.fat, sectors)
-                .map_err(|e| bad(&format!("mini stream: {e}")))?;
-            let mut mini: Vec<u8> = ids.iter().flat_map(|&i| cfb.sector(i)).copied().collect();
-            mini.truncate(root.2 as usize);
-            let ids = cfb
-                .chain(mini_fat_start, &cfb.fat, sectors)
-                .map_err(|e| bad(&format!("mini FAT: {e}")))?;
-            let mini_fat: Vec<u32> = ids
-                .iter()
-                .flat_map(|&i| cfb.sector(i).chunks_exact(4))
-                .map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect();
-            (mini, mini_fat)
-        } else {
-            (Vec::new(), Vec::new())
-        };
-        let mini_count = mini.len().div_ceil(64) as u32;
-        // The bytes of a stream, read the way calamine reads it.
-        let stream = |start: u32, len: u64| -> Result<Vec<u8>, TransformError> {
-            if len > file_len {
-                return Err(bad("stream larger than the file"));
-            }
-            let len = len as usize;
-            let mut out: Vec<u8> = if len < MINI_CUTOFF {
-                let ids = cfb
-                    .chain(start, &mini_fat, mini_count)
-                    .map_err(|e| bad(&format!("mini chain: {e}")))?;
-                ids.iter()
-                    .flat_map(|&i| &mini[i as usize * 64..(i as usize * 64 + 64).min(mini.len())])
-                    .copied()
-                    .collect()
-            } else {
-                let ids = cfb
-                    .chain(start, &cfb.fat, sectors)
-                    .map_err(|e| bad(&format!("chain: {e}")))?;
-                ids.iter().flat_map(|&i| cfb.sector(i)).copied().collect()
-            };
-            out.truncate(len);
-            Ok(out)
-        };
+        let bad = |why: String| TransformError::decode(format, format!("compound file: {why}"));
+        let cfb = Cfb::parse(data).map_err(bad)?;
         // A VBA project makes calamine read further streams by name: check them all.
-        if entries.iter().any(|e| e.0 == "_VBA_PROJECT_CUR") {
-            for e in entries.iter().skip(1).filter(|e| e.2 > 0) {
-                stream(e.1, e.2)?;
+        if cfb.entries.iter().any(|e| e.name == "_VBA_PROJECT_CUR") {
+            for e in cfb.entries.iter().skip(1).filter(|e| e.len > 0) {
+                cfb.stream(e).map_err(bad)?;
             }
         }
-        let book = entries
-            .iter()
-            .find(|e| e.0 == "Workbook")
-            .or_else(|| entries.iter().find(|e| e.0 == "Book"));
+        let book = cfb.entry("Workbook").or_else(|| cfb.entry("Book"));
         let Some(book) = book else {
             return Ok(()); // calamine reports the missing stream
         };
-        let wb = stream(book.1, book.2)?;
+        let wb = cfb.stream(book).map_err(bad)?;
         check_cells(&wb, max_cells, limits)
     }
 

@@ -1397,3 +1397,148 @@ fn tiny_time_limit_stops_text_and_sheet_transforms() {
         );
     }
 }
+
+/// A minimal compound file (512-byte sectors) holding one stream of at least 4096 bytes.
+fn ole_file(stream_name: &str, stream: &[u8]) -> Vec<u8> {
+    const END: u32 = 0xFFFF_FFFE;
+    const FREE: u32 = 0xFFFF_FFFF;
+    let mut body = stream.to_vec();
+    body.resize(body.len().max(4096).div_ceil(512) * 512, 0);
+    let n = (body.len() / 512) as u32;
+    // Sector 0: FAT; sector 1: directory; sectors 2..: the stream.
+    let mut fat = vec![0xFFFF_FFFDu32, END];
+    fat.extend((0..n).map(|i| if i + 1 < n { 3 + i } else { END }));
+    fat.resize(128, FREE);
+    let mut h = vec![0u8; 512];
+    h[..8].copy_from_slice(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]);
+    let put16 = |b: &mut [u8], at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    put16(&mut h, 24, 0x3E);
+    put16(&mut h, 26, 3);
+    put16(&mut h, 28, 0xFFFE);
+    put16(&mut h, 30, 9);
+    put16(&mut h, 32, 6);
+    put32(&mut h, 44, 1); // FAT sectors
+    put32(&mut h, 48, 1); // directory start
+    put32(&mut h, 56, 4096);
+    put32(&mut h, 60, END); // no mini FAT
+    put32(&mut h, 68, END); // no DIFAT sectors
+    put32(&mut h, 76, 0); // FAT in sector 0
+    for i in 1..109 {
+        put32(&mut h, 76 + 4 * i, FREE);
+    }
+    let entry = |name: &str, ty: u8, start: u32, len: u32| {
+        let mut e = vec![0u8; 128];
+        let units: Vec<u16> = name.encode_utf16().collect();
+        for (i, u) in units.iter().enumerate() {
+            e[2 * i..2 * i + 2].copy_from_slice(&u.to_le_bytes());
+        }
+        e[64..66].copy_from_slice(&((units.len() as u16 + 1) * 2).to_le_bytes());
+        e[66] = ty;
+        e[68..80].copy_from_slice(&[0xFF; 12]); // no siblings or child
+        e[116..120].copy_from_slice(&start.to_le_bytes());
+        e[120..124].copy_from_slice(&len.to_le_bytes());
+        e
+    };
+    let mut dir = entry("Root Entry", 5, END, 0);
+    dir[76..80].copy_from_slice(&1u32.to_le_bytes()); // child: entry 1
+    dir.extend(entry(stream_name, 2, 2, body.len() as u32));
+    dir.resize(512, 0);
+    let mut out = h;
+    out.extend(fat.iter().flat_map(|v| v.to_le_bytes()));
+    out.extend(dir);
+    out.extend(body);
+    out
+}
+
+/// A SummaryInformation property set: title, author (8-bit strings), page count, creation
+/// time.
+fn summary_information(title: &str, author: &str, pages: i32) -> Vec<u8> {
+    let mut props: Vec<(u32, Vec<u8>)> = Vec::new();
+    let lpstr = |s: &str| {
+        let mut v = 0x1Eu32.to_le_bytes().to_vec();
+        v.extend(((s.len() + 1) as u32).to_le_bytes());
+        v.extend(s.as_bytes());
+        v.push(0);
+        v.resize(v.len().div_ceil(4) * 4, 0);
+        v
+    };
+    props.push((2, lpstr(title)));
+    props.push((4, lpstr(author)));
+    let mut pc = 3u32.to_le_bytes().to_vec();
+    pc.extend(pages.to_le_bytes());
+    props.push((14, pc));
+    // 2024-03-01T12:00:00Z as a FILETIME.
+    let mut ft = 0x40u32.to_le_bytes().to_vec();
+    ft.extend(((1_709_294_400u64 + 11_644_473_600) * 10_000_000).to_le_bytes());
+    props.push((12, ft));
+    let table = 8 + 8 * props.len();
+    let mut set = Vec::new();
+    let mut values: Vec<u8> = Vec::new();
+    let mut index = Vec::new();
+    for (pid, v) in &props {
+        index.extend(pid.to_le_bytes());
+        index.extend(((table + values.len()) as u32).to_le_bytes());
+        values.extend(v);
+    }
+    set.extend(((table + values.len()) as u32).to_le_bytes());
+    set.extend((props.len() as u32).to_le_bytes());
+    set.extend(index);
+    set.extend(values);
+    let mut s = vec![0xFE, 0xFF, 0, 0, 0x0A, 0, 2, 0];
+    s.extend([0u8; 16]); // CLSID
+    s.extend(1u32.to_le_bytes()); // one property set
+    s.extend([
+        0xE0, 0x85, 0x9F, 0xF2, 0xF9, 0x4F, 0x68, 0x10, 0xAB, 0x91, 0x08, 0x00, 0x2B, 0x27, 0xB3,
+        0xD9,
+    ]);
+    s.extend(48u32.to_le_bytes());
+    s.extend(set);
+    s
+}
+
+#[test]
+fn legacy_doc_metadata_comes_from_summary_information() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("old.doc");
+    let mut data = ole_file(
+        "\u{5}SummaryInformation",
+        &summary_information("Budget memo", "Grace", 3),
+    );
+    for c in "Quarterly budget figures follow".encode_utf16() {
+        data.extend_from_slice(&c.to_le_bytes());
+    }
+    std::fs::write(&p, &data).unwrap();
+    let d = detected(Kind::Document, detect::MIME_DOC);
+    let r = run(1, &p, "old.doc", &d, 0, &Limits::default()).unwrap();
+    let t = String::from_utf8(r.bytes).unwrap();
+    for line in [
+        "title: Budget memo\n",
+        "author: Grace\n",
+        "pages: 3\n",
+        "created: 2024-03-01T12:00:00\n",
+    ] {
+        assert!(t.contains(line), "{line}: {t}");
+    }
+    assert!(t.contains("Quarterly budget figures follow"), "{t}");
+    let r2 = run(2, &p, "old.doc", &d, 0, &Limits::default()).unwrap();
+    let t2 = String::from_utf8(r2.bytes).unwrap();
+    assert!(
+        t2.contains("title: Budget memo\n") && t2.len() <= 2048,
+        "{t2}"
+    );
+    // A looping stream chain loses the metadata, a looping directory chain the structure;
+    // both still get a summary of printable strings.
+    for (sector, unreadable) in [(2usize, false), (1, true)] {
+        let mut bad = data.clone();
+        bad[512 + 4 * sector..512 + 4 * sector + 4].copy_from_slice(&(sector as u32).to_le_bytes());
+        std::fs::write(&p, &bad).unwrap();
+        let t = std::time::Instant::now();
+        let r = run(1, &p, "old.doc", &d, 0, &Limits::default()).unwrap();
+        assert!(t.elapsed().as_secs() < 5);
+        let t = String::from_utf8(r.bytes).unwrap();
+        assert!(!t.contains("title:"), "{t}");
+        assert_eq!(t.contains("structure: unreadable"), unreadable, "{t}");
+        assert!(t.contains("Quarterly budget figures follow"), "{t}");
+    }
+}
