@@ -1,6 +1,8 @@
-//! Documents: text summaries of PDF (lopdf), OOXML and OpenDocument (zip + quick-xml), and a
-//! metadata-only summary of legacy OLE2 doc/ppt. Stage 1: title, author, pages or slides,
-//! headings, first paragraphs (about 8 KiB). Stage 2: compact metadata and first paragraph.
+//! Documents: text summaries of PDF (lopdf, after [`pdf_guard`] has bounded what it may
+//! inflate, allocate and recurse into), OOXML and OpenDocument (bounded zip + quick-xml), and a
+//! metadata summary of legacy OLE2 doc/ppt (property sets and printable strings). Stage 1:
+//! title, author, pages or slides, the outline, each section's first paragraphs (about 8 KiB).
+//! Stage 2: compact metadata and first paragraph.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -18,7 +20,7 @@ pub const STAGE2_BUDGET: usize = 2048;
 /// Paragraph text collected before the rest of a document is skipped.
 const COLLECT_CHARS: usize = 16 * 1024;
 const MAX_HEADINGS: usize = 200;
-const MAX_SLIDES_READ: usize = 500;
+const MAX_SLIDES_READ: usize = MAX_HEADINGS;
 const PDF_PAGES_READ: u32 = 20;
 const OLE_SCAN: u64 = 4 * 1024 * 1024;
 
@@ -1325,9 +1327,8 @@ pub(crate) fn apply(
         STAGE1_BUDGET
     });
     let (text, note) = if input.stage >= 1 {
-        let (data, _) = read_bounded(input.path, limits.max_text_scan_bytes)?;
         (
-            compact(&String::from_utf8_lossy(&data), budget),
+            compact(&super::util::read_summary(input.path)?, budget),
             "document metadata".to_string(),
         )
     } else {

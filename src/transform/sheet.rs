@@ -1,7 +1,9 @@
 //! Spreadsheets: per-sheet snapshot (header, counts, column types and statistics, first rows) at
-//! stage 1; the schema alone at stage 2. CSV/TSV stream through the `csv` crate and their
-//! summaries are valid CSV; workbooks go through calamine after a zip-bomb check and their
-//! summaries are plain text.
+//! stage 1; the schema alone at stage 2. CSV/TSV stream through the `csv` crate (records
+//! capped) and their summaries are valid CSV. Workbooks go through calamine and their summaries
+//! are plain text: xlsx/xlsm cell by cell after a zip-bomb check; ods and xls, which calamine
+//! expands into whole dense sheets, only after checks that bound that expansion. Dates come out
+//! as ISO 8601 in the workbook's own date system (1900 or 1904).
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -973,10 +975,22 @@ mod xls_guard {
     ) -> Result<(), TransformError> {
         let bad = |why: String| TransformError::decode(format, format!("compound file: {why}"));
         let cfb = Cfb::parse(data).map_err(bad)?;
-        // A VBA project makes calamine read further streams by name: check them all.
+        // A VBA project makes calamine read further streams by name, and inflate its "dir"
+        // and module streams without a bound (its decompressor makes up to about 2000 bytes
+        // of each compressed byte): check every stream, and refuse projects whose streams
+        // could inflate past half the allocation limit.
         if cfb.entries.iter().any(|e| e.name == "_VBA_PROJECT_CUR") {
+            let mut total: u64 = 0;
             for e in cfb.entries.iter().skip(1).filter(|e| e.len > 0) {
                 cfb.stream(e).map_err(bad)?;
+                if e.name != "Workbook" && e.name != "Book" {
+                    total += e.len;
+                }
+            }
+            if total.saturating_mul(2048) > limits.max_alloc_bytes / 2 {
+                return Err(TransformError::Limit(format!(
+                    "xls macro project of {total} bytes could inflate past the limit"
+                )));
             }
         }
         let book = cfb.entry("Workbook").or_else(|| cfb.entry("Book"));

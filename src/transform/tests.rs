@@ -297,6 +297,8 @@ fn corpus_sheets() {
             s2.bytes.len() <= 2048 && chained.bytes.len() <= 2048,
             "{p:?}"
         );
+        assert!(s2.bytes.len() < s1.bytes.len(), "{p:?}");
+        assert!(chained.bytes.len() < s1.bytes.len(), "{p:?}");
         let columns: Vec<String> = match d.format.as_str() {
             "text/csv" | detect::MIME_TSV => {
                 let delim = if d.format == "text/csv" { b',' } else { b'\t' };
@@ -1157,6 +1159,20 @@ fn xls_with_lying_structures_is_refused_before_calamine() {
         assert!(ok, "{what}: {:?}", r.map(|r| r.produced));
         assert!(t.elapsed().as_secs() < 5, "{what}");
     }
+    // A macro project whose streams could inflate past the allocation limit.
+    let vba = ole_file(&[
+        ("Workbook", &[0u8; 4096]),
+        ("_VBA_PROJECT_CUR", &[]),
+        ("dir", &vec![7u8; 200_000]),
+    ]);
+    let p = dir.path().join("macro.xls");
+    std::fs::write(&p, &vba).unwrap();
+    let r = run(1, &p, "macro.xls", &d, 0, &Limits::default());
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
     // The unpatched file passes the same checks.
     assert!(run(
         1,
@@ -1398,17 +1414,44 @@ fn tiny_time_limit_stops_text_and_sheet_transforms() {
     }
 }
 
-/// A minimal compound file (512-byte sectors) holding one stream of at least 4096 bytes.
-fn ole_file(stream_name: &str, stream: &[u8]) -> Vec<u8> {
+/// A minimal compound file (512-byte sectors) holding the given streams, each padded to at
+/// least 4096 bytes (so none lives in the mini stream); an empty one becomes a storage entry.
+fn ole_file(streams: &[(&str, &[u8])]) -> Vec<u8> {
     const END: u32 = 0xFFFF_FFFE;
     const FREE: u32 = 0xFFFF_FFFF;
-    let mut body = stream.to_vec();
-    body.resize(body.len().max(4096).div_ceil(512) * 512, 0);
-    let n = (body.len() / 512) as u32;
-    // Sector 0: FAT; sector 1: directory; sectors 2..: the stream.
-    let mut fat = vec![0xFFFF_FFFDu32, END];
-    fat.extend((0..n).map(|i| if i + 1 < n { 3 + i } else { END }));
-    fat.resize(128, FREE);
+    let bodies: Vec<Vec<u8>> = streams
+        .iter()
+        .map(|(_, s)| {
+            let mut b = s.to_vec();
+            if !b.is_empty() {
+                b.resize(b.len().max(4096).div_ceil(512) * 512, 0);
+            }
+            b
+        })
+        .collect();
+    let data_sectors: usize = bodies.iter().map(|b| b.len() / 512).sum();
+    let dir_sectors = (streams.len() + 1).div_ceil(4);
+    let fat_sectors = (1 + dir_sectors + data_sectors + 1).div_ceil(127);
+    // Sectors: FAT, then the directory, then each stream in turn.
+    let mut fat: Vec<u32> = vec![0xFFFF_FFFD; fat_sectors];
+    let dir_start = fat.len() as u32;
+    for k in 0..dir_sectors {
+        fat.push(if k + 1 < dir_sectors {
+            dir_start + k as u32 + 1
+        } else {
+            END
+        });
+    }
+    let mut starts = Vec::new();
+    for b in &bodies {
+        let n = b.len() / 512;
+        let first = fat.len() as u32;
+        starts.push(if n == 0 { END } else { first });
+        for k in 0..n {
+            fat.push(if k + 1 < n { first + k as u32 + 1 } else { END });
+        }
+    }
+    fat.resize(fat_sectors * 128, FREE);
     let mut h = vec![0u8; 512];
     h[..8].copy_from_slice(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]);
     let put16 = |b: &mut [u8], at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
@@ -1418,14 +1461,17 @@ fn ole_file(stream_name: &str, stream: &[u8]) -> Vec<u8> {
     put16(&mut h, 28, 0xFFFE);
     put16(&mut h, 30, 9);
     put16(&mut h, 32, 6);
-    put32(&mut h, 44, 1); // FAT sectors
-    put32(&mut h, 48, 1); // directory start
+    put32(&mut h, 44, fat_sectors as u32);
+    put32(&mut h, 48, dir_start);
     put32(&mut h, 56, 4096);
     put32(&mut h, 60, END); // no mini FAT
     put32(&mut h, 68, END); // no DIFAT sectors
-    put32(&mut h, 76, 0); // FAT in sector 0
-    for i in 1..109 {
-        put32(&mut h, 76 + 4 * i, FREE);
+    for i in 0..109 {
+        put32(
+            &mut h,
+            76 + 4 * i,
+            if i < fat_sectors { i as u32 } else { FREE },
+        );
     }
     let entry = |name: &str, ty: u8, start: u32, len: u32| {
         let mut e = vec![0u8; 128];
@@ -1442,12 +1488,17 @@ fn ole_file(stream_name: &str, stream: &[u8]) -> Vec<u8> {
     };
     let mut dir = entry("Root Entry", 5, END, 0);
     dir[76..80].copy_from_slice(&1u32.to_le_bytes()); // child: entry 1
-    dir.extend(entry(stream_name, 2, 2, body.len() as u32));
-    dir.resize(512, 0);
+    for (((name, _), b), start) in streams.iter().zip(&bodies).zip(&starts) {
+        let ty = if b.is_empty() { 1 } else { 2 };
+        dir.extend(entry(name, ty, *start, b.len() as u32));
+    }
+    dir.resize(dir_sectors * 512, 0);
     let mut out = h;
     out.extend(fat.iter().flat_map(|v| v.to_le_bytes()));
     out.extend(dir);
-    out.extend(body);
+    for b in bodies {
+        out.extend(b);
+    }
     out
 }
 
@@ -1501,10 +1552,10 @@ fn summary_information(title: &str, author: &str, pages: i32) -> Vec<u8> {
 fn legacy_doc_metadata_comes_from_summary_information() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("old.doc");
-    let mut data = ole_file(
+    let mut data = ole_file(&[(
         "\u{5}SummaryInformation",
         &summary_information("Budget memo", "Grace", 3),
-    );
+    )]);
     for c in "Quarterly budget figures follow".encode_utf16() {
         data.extend_from_slice(&c.to_le_bytes());
     }
