@@ -1,6 +1,8 @@
-//! Documents: text summaries of PDF (lopdf), OOXML and OpenDocument (zip + quick-xml), and a
-//! metadata-only summary of legacy OLE2 doc/ppt. Stage 1: title, author, pages or slides,
-//! headings, first paragraphs (about 8 KiB). Stage 2: compact metadata and first paragraph.
+//! Documents: text summaries of PDF (lopdf, after [`pdf_guard`] has bounded what it may
+//! inflate, allocate and recurse into), OOXML and OpenDocument (bounded zip + quick-xml), and a
+//! metadata summary of legacy OLE2 doc/ppt (property sets and printable strings). Stage 1:
+//! title, author, pages or slides, the outline, each section's first paragraphs (about 8 KiB).
+//! Stage 2: compact metadata and first paragraph.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -18,9 +20,18 @@ pub const STAGE2_BUDGET: usize = 2048;
 /// Paragraph text collected before the rest of a document is skipped.
 const COLLECT_CHARS: usize = 16 * 1024;
 const MAX_HEADINGS: usize = 200;
-const MAX_SLIDES_READ: usize = 500;
+const MAX_SLIDES_READ: usize = MAX_HEADINGS;
 const PDF_PAGES_READ: u32 = 20;
 const OLE_SCAN: u64 = 4 * 1024 * 1024;
+
+/// One part of a document: a heading (or a page / slide label) and its paragraphs.
+#[derive(Default)]
+struct Section {
+    heading: Option<String>,
+    /// Whether the heading belongs in the outline (page labels do not).
+    outline: bool,
+    paragraphs: Vec<String>,
+}
 
 #[derive(Default)]
 struct DocInfo {
@@ -28,8 +39,11 @@ struct DocInfo {
     author: Option<String>,
     /// ("pages" | "slides", count)
     count: Option<(&'static str, u64)>,
-    headings: Vec<String>,
-    paragraphs: Vec<String>,
+    /// Always at least one section once anything is added; the first may have no heading.
+    sections: Vec<Section>,
+    /// Headings seen past [`MAX_HEADINGS`].
+    more_headings: u64,
+    /// Paragraph bytes kept beyond each section's first paragraph.
     collected: usize,
     /// Extra "key: value" lines (e.g. printable strings of a legacy file).
     extra: Vec<String>,
@@ -37,25 +51,81 @@ struct DocInfo {
 
 impl DocInfo {
     fn full(&self) -> bool {
-        self.collected >= COLLECT_CHARS && self.headings.len() >= MAX_HEADINGS
+        self.collected >= COLLECT_CHARS && self.sections.len() >= MAX_HEADINGS
+    }
+
+    fn current(&mut self) -> &mut Section {
+        if self.sections.is_empty() {
+            self.sections.push(Section::default());
+        }
+        self.sections.last_mut().expect("just ensured")
+    }
+
+    /// Starts a section; past [`MAX_HEADINGS`] the text goes on into the last one and this
+    /// returns false.
+    fn section(&mut self, heading: Option<&str>, outline: bool) -> bool {
+        if self.sections.len() >= MAX_HEADINGS {
+            self.more_headings += u64::from(heading.is_some());
+            return false;
+        }
+        let heading = heading
+            .map(squash_ws)
+            .filter(|h| !h.is_empty())
+            .map(|h| clip_ellipsis(&h, 200));
+        self.sections.push(Section {
+            heading,
+            outline,
+            paragraphs: Vec::new(),
+        });
+        true
     }
 
     fn heading(&mut self, h: &str) {
-        let h = squash_ws(h);
-        if !h.is_empty() && self.headings.len() < MAX_HEADINGS {
-            self.headings.push(clip_ellipsis(&h, 200));
+        if !squash_ws(h).is_empty() {
+            self.section(Some(h), true);
         }
+    }
+
+    /// Names the section a slide started, or counts the slide as one more heading when no
+    /// section could be started for it.
+    fn name_slide(&mut self, started: bool, h: &str) {
+        if started {
+            self.name_section(h);
+        } else {
+            self.more_headings += 1;
+        }
+    }
+
+    /// Names the current section (a slide whose title comes after its body).
+    fn name_section(&mut self, h: &str) {
+        let h = clip_ellipsis(&squash_ws(h), 200);
+        let cur = self.current();
+        cur.heading = Some(h);
+        cur.outline = true;
     }
 
     fn paragraph(&mut self, p: &str) {
         let p = squash_ws(p);
         // Bare numbers and labels (table cells, page numbers) say little in a summary.
         let letters = p.chars().filter(|c| c.is_alphabetic()).count();
-        if letters >= 3 && self.collected < COLLECT_CHARS {
-            let p = clip_ellipsis(&p, 2000);
-            self.collected += p.len();
-            self.paragraphs.push(p);
+        if letters < 3 {
+            return;
         }
+        let p = clip_ellipsis(&p, 2000);
+        let first = self.current().paragraphs.is_empty();
+        if first || self.collected < COLLECT_CHARS {
+            if !first {
+                self.collected += p.len();
+            }
+            self.current().paragraphs.push(p);
+        }
+    }
+
+    fn headings(&self) -> impl Iterator<Item = &str> {
+        self.sections
+            .iter()
+            .filter(|s| s.outline)
+            .filter_map(|s| s.heading.as_deref())
     }
 }
 
@@ -84,26 +154,55 @@ fn header_lines(input: &Input<'_>, info: &DocInfo, size: u64) -> String {
     s
 }
 
+/// Prefix of a section heading line in the text part.
+const SECTION_MARK: &str = "## ";
+
+/// Metadata, the outline (up to half the budget), then each section with its first
+/// paragraph and, while its share of the remaining budget lasts, further ones.
 fn render_stage1(input: &Input<'_>, info: &DocInfo, size: u64, budget: usize) -> String {
     let mut s = header_lines(input, info, size);
-    if !info.headings.is_empty() {
+    let mut headings = info.headings().peekable();
+    if headings.peek().is_some() {
         s.push_str("\nheadings:\n");
-        for h in &info.headings {
+        for h in headings {
             if s.len() + h.len() + 3 > budget / 2 {
                 s.push_str("  ...\n");
                 break;
             }
             let _ = writeln!(s, "  {h}");
         }
+        if info.more_headings > 0 {
+            let _ = writeln!(s, "  ... {} more", info.more_headings);
+        }
     }
-    if !info.paragraphs.is_empty() {
+    // Sections without text are in the outline already.
+    let sections: Vec<&Section> = info
+        .sections
+        .iter()
+        .filter(|s| !s.paragraphs.is_empty())
+        .collect();
+    if !sections.is_empty() {
         s.push_str("\ntext:\n");
-        for p in &info.paragraphs {
-            let room = budget.saturating_sub(s.len() + 2);
-            if room < 40 {
-                break;
+        for (i, sec) in sections.iter().enumerate() {
+            let left = sections.len() - i;
+            let share = (budget.saturating_sub(s.len()) / left).max(200);
+            let start = s.len();
+            if let Some(h) = &sec.heading {
+                if s.len() + h.len() + 8 > budget {
+                    break;
+                }
+                let _ = writeln!(s, "{SECTION_MARK}{h}");
             }
-            let _ = writeln!(s, "{}\n", clip_ellipsis(p, room.min(1200)));
+            for (k, p) in sec.paragraphs.iter().enumerate() {
+                let used = s.len() - start;
+                let room = share
+                    .saturating_sub(used)
+                    .min(budget.saturating_sub(s.len() + 2));
+                if room < 60 || (k > 0 && p.len() + 2 > room) {
+                    break;
+                }
+                let _ = writeln!(s, "{}\n", clip_ellipsis(p, room.min(1200)));
+            }
         }
     }
     fit_lines(&s, budget)
@@ -125,7 +224,7 @@ fn compact(stage1: &str, budget: usize) -> String {
             in_text = true;
             continue;
         }
-        if in_text && !l.trim().is_empty() {
+        if in_text && !l.trim().is_empty() && !l.starts_with(SECTION_MARK) {
             let room = budget.saturating_sub(s.len() + 20);
             if room > 40 {
                 let _ = writeln!(s, "first paragraph: {}", clip_ellipsis(l, room));
@@ -150,7 +249,7 @@ fn read_props(
     };
     let mut field: Option<&'static str> = None;
     let mut buf = String::new();
-    walk(&data, limits.max_xml_depth, |ev| {
+    walk(&data, limits, |ev| {
         match ev {
             XmlEvent::Start(n, attrs) => {
                 field = match n {
@@ -200,6 +299,7 @@ fn read_body(
     info: &mut DocInfo,
     text_elem: Option<&str>,
     slide: Option<usize>,
+    pptx_started: Option<bool>,
 ) -> Result<(), TransformError> {
     let mut p_depth = 0usize;
     let mut in_t = false;
@@ -209,7 +309,8 @@ fn read_body(
     let mut slide_title: Option<String> = None;
     let mut slide_title_frame_depth: Option<usize> = None;
     let mut depth = 0usize;
-    walk(data, limits.max_xml_depth, |ev| {
+    let mut page_started = false;
+    walk(data, limits, |ev| {
         match ev {
             XmlEvent::Start(n, attrs) => {
                 depth += 1;
@@ -237,6 +338,8 @@ fn read_body(
                     "frame" if attrs.iter().any(|(k, v)| k == "class" && v == "title") => {
                         slide_title_frame_depth = Some(depth);
                     }
+                    // OpenDocument presentations: one draw:page per slide.
+                    "page" if slide.is_some() => page_started = info.section(None, true),
                     "t" => in_t = true,
                     "tab" | "s" | "br" | "line-break" => cur.push(' '),
                     _ => {}
@@ -279,7 +382,7 @@ fn read_body(
                         let n = info.count.map(|c| c.1).unwrap_or(0) + 1;
                         info.count = Some(("slides", n));
                         let t = slide_title.take().unwrap_or_default();
-                        info.heading(&format!("{n}. {t}"));
+                        info.name_slide(page_started, &format!("{n}. {t}"));
                     }
                     _ => {}
                 }
@@ -288,8 +391,12 @@ fn read_body(
         }
         !info.full()
     })?;
-    if let (Some(n), Some(t)) = (slide, slide_title) {
-        info.heading(&format!("{n}. {t}"));
+    // A pptx slide (its own part, numbered by the caller) is named once its title is known.
+    if let (Some(n), Some(started)) = (slide.filter(|&n| n > 0), pptx_started) {
+        info.name_slide(
+            started,
+            &format!("{n}. {}", slide_title.unwrap_or_default()),
+        );
     }
     Ok(())
 }
@@ -312,7 +419,7 @@ fn zip_doc(input: &Input<'_>, limits: &Limits, which: &str) -> Result<DocInfo, T
             let body = zip
                 .read("word/document.xml")?
                 .ok_or_else(|| missing("word/document.xml"))?;
-            read_body(&body, limits, &mut info, Some("t"), None)?;
+            read_body(&body, limits, &mut info, Some("t"), None, None)?;
         }
         "pptx" => {
             read_props(&mut zip, "docProps/core.xml", &mut info, limits)?;
@@ -325,7 +432,15 @@ fn zip_doc(input: &Input<'_>, limits: &Limits, which: &str) -> Result<DocInfo, T
             info.count = Some(("slides", slides.len() as u64));
             for (i, (_, name)) in slides.iter().take(MAX_SLIDES_READ).enumerate() {
                 if let Some(data) = zip.read(name)? {
-                    read_body(&data, limits, &mut info, Some("t"), Some(i + 1))?;
+                    let started = info.section(None, true);
+                    read_body(
+                        &data,
+                        limits,
+                        &mut info,
+                        Some("t"),
+                        Some(i + 1),
+                        Some(started),
+                    )?;
                 }
             }
         }
@@ -338,7 +453,7 @@ fn zip_doc(input: &Input<'_>, limits: &Limits, which: &str) -> Result<DocInfo, T
             if slide.is_some() {
                 info.count = None;
             }
-            read_body(&body, limits, &mut info, None, slide)?;
+            read_body(&body, limits, &mut info, None, slide, None)?;
         }
     }
     Ok(info)
@@ -347,17 +462,48 @@ fn zip_doc(input: &Input<'_>, limits: &Limits, which: &str) -> Result<DocInfo, T
 // ---------------------------------------------------------------------------------------------
 // PDF
 
+/// Stack for the thread that runs lopdf: its parser recurses once per nesting level (about
+/// 3 KiB a level in release builds, 24 KiB in debug builds), so [`pdf_guard::MAX_NESTING`]
+/// levels must fit. Reserved address space; only the pages used are committed.
+const PDF_STACK: usize = if cfg!(debug_assertions) {
+    512 * 1024 * 1024
+} else {
+    128 * 1024 * 1024
+};
+
 fn pdf_doc(input: &Input<'_>, limits: &Limits) -> Result<DocInfo, TransformError> {
-    let f = input.format;
-    let (data, truncated) = read_bounded(input.path, limits.max_alloc_bytes)?;
+    // lopdf keeps the file and a copy of every stream it parses.
+    let cap = limits.max_alloc_bytes / 2;
+    let (data, truncated) = read_bounded(input.path, cap)?;
     if truncated {
         return Err(TransformError::Limit(format!(
-            "pdf larger than {} bytes",
-            limits.max_alloc_bytes
+            "pdf larger than {cap} bytes"
         )));
     }
-    let doc = lopdf::Document::load_mem(&data).map_err(|e| TransformError::decode(f, e))?;
-    drop(data);
+    let scan = pdf_guard::check(&data, limits)?;
+    if scan.encrypted {
+        // Decryption happens inside lopdf, past what the guard could inspect.
+        let mut info = DocInfo::default();
+        info.extra
+            .push("content: encrypted, text not extracted".to_string());
+        return Ok(info);
+    }
+    let format = input.format.to_string();
+    let limits = limits.clone();
+    let worker = std::thread::Builder::new()
+        .name("pdf-text".into())
+        .stack_size(PDF_STACK)
+        .spawn(move || pdf_text(&data, &format, &limits))?;
+    worker
+        .join()
+        .unwrap_or_else(|_| Err(TransformError::decode(input.format, "decoder panicked")))
+}
+
+/// Title, author, page count and the text of the first pages; runs on the big-stack thread
+/// after [`pdf_guard::check`] passed.
+fn pdf_text(data: &[u8], f: &str, limits: &Limits) -> Result<DocInfo, TransformError> {
+    let doc = lopdf::Document::load_mem(data).map_err(|e| TransformError::decode(f, e))?;
+    limits.check_time()?;
     let mut info = DocInfo::default();
     let dict = doc.trailer.get(b"Info").ok().and_then(|o| match o {
         lopdf::Object::Reference(id) => doc.get_dictionary(*id).ok(),
@@ -376,15 +522,24 @@ fn pdf_doc(input: &Input<'_>, limits: &Limits) -> Result<DocInfo, TransformError
     }
     let pages = doc.get_pages();
     info.count = Some(("pages", pages.len() as u64));
-    let mut inflate_left = limits.max_inflated_bytes;
     for (&num, &page_id) in pages.iter().take(PDF_PAGES_READ as usize) {
+        limits.check_time()?;
         if info.collected >= COLLECT_CHARS {
             break;
         }
-        check_page_inflation(&doc, page_id, &mut inflate_left)?;
+        // The content lopdf is about to parse: its nesting must stay within the stack.
+        let content = doc.get_page_content(page_id).unwrap_or_default();
+        if pdf_guard::nesting(&content) > pdf_guard::MAX_NESTING {
+            return Err(TransformError::Limit(format!(
+                "pdf page {num} nests deeper than {}",
+                pdf_guard::MAX_NESTING
+            )));
+        }
+        drop(content);
         let Ok(text) = doc.extract_text(&[num]) else {
             continue;
         };
+        info.section(Some(&format!("page {num}")), false);
         // Lines of one page joined into paragraphs at blank lines.
         let mut para = String::new();
         for line in text.lines() {
@@ -405,37 +560,531 @@ fn pdf_doc(input: &Input<'_>, limits: &Limits) -> Result<DocInfo, TransformError
     Ok(info)
 }
 
-/// lopdf inflates content streams without a bound, so before text extraction the Flate
-/// streams of a page are inflated here into a counting sink, against `left`.
-fn check_page_inflation(
-    doc: &lopdf::Document,
-    page_id: lopdf::ObjectId,
-    left: &mut u64,
-) -> Result<(), TransformError> {
+/// What lopdf may do with a file, bounded before it sees the file. lopdf inflates streams
+/// (object and cross-reference streams while loading, content and font streams while
+/// extracting) with no size limit, sizes predictor row buffers from /DecodeParms, and its
+/// parser recurses once per nesting level of arrays and dictionaries and once per stream
+/// whose /Length refers to another stream. The checks work on the raw bytes, so they cover
+/// whatever lopdf later finds at any offset:
+/// - every possible stream body (the bytes after each `stream` keyword) is inflated with
+///   every chain of the filters lopdf implements (Flate, LZW, ASCII85) that the bytes admit,
+///   into counting sinks, against `max_inflated_bytes` per stream and four times that in all;
+/// - /Columns, /Colors and /BitsPerComponent anywhere bound the predictor row size;
+/// - bracket nesting, counted without resetting on anything, is bounded in the raw file and
+///   in every inflated stream (a suffix never nests deeper than the whole, so parsing from
+///   any offset is covered);
+/// - chains of streams whose /Length refers to another object are bounded in length.
+///
+/// Encrypted files are reported and not given to lopdf at all.
+mod pdf_guard {
+    use std::collections::HashMap;
     use std::io::Read;
-    for id in doc.get_page_contents(page_id) {
-        let Ok(stream) = doc.get_object(id).and_then(lopdf::Object::as_stream) else {
-            continue;
-        };
-        let first = stream
-            .filters()
-            .ok()
-            .and_then(|f| f.first().map(|f| f.to_vec()));
-        let n = if first.as_deref() == Some(b"FlateDecode".as_slice()) {
-            let mut dec = flate2::read::ZlibDecoder::new(stream.content.as_slice())
-                .take(left.saturating_add(1));
-            std::io::copy(&mut dec, &mut std::io::sink()).unwrap_or(0)
-        } else {
-            stream.content.len() as u64
-        };
-        if n > *left {
-            return Err(TransformError::Limit(
-                "pdf content streams inflate past the limit".to_string(),
-            ));
-        }
-        *left -= n;
+
+    use super::super::{Limits, TransformError};
+
+    pub struct Scan {
+        pub encrypted: bool,
     }
-    Ok(())
+
+    /// Deepest bracket nesting accepted; fits [`super::PDF_STACK`]. The count is a walk over
+    /// all bytes, so binary data moves it too: over 256 MiB of random bytes it stays near
+    /// 1500, far below this.
+    pub const MAX_NESTING: u64 = 16384;
+    /// Largest predictor row (columns x colours x bytes per sample) accepted.
+    const MAX_PREDICTOR_ROW: u128 = 16 * 1024 * 1024;
+    /// Longest chain of streams whose /Length is another stream.
+    const MAX_LENGTH_CHAIN: usize = 64;
+    /// Filters chained on one stream, at most.
+    const MAX_CHAIN: usize = 6;
+
+    fn limit(why: String) -> TransformError {
+        TransformError::Limit(why)
+    }
+
+    /// Deepest nesting of `[`/`<<` in `data`, counted as a walk that never goes below zero.
+    pub fn nesting(data: &[u8]) -> u64 {
+        let mut d = Nesting::default();
+        d.feed(data);
+        d.max
+    }
+
+    #[derive(Default, Clone, Copy)]
+    struct Nesting {
+        depth: u64,
+        max: u64,
+        /// The previous byte was '<' or '>' (a "<<" or ">>" spans two bytes).
+        prev: u8,
+    }
+
+    impl Nesting {
+        fn feed(&mut self, data: &[u8]) {
+            for &b in data {
+                match (self.prev, b) {
+                    (_, b'[') => self.depth += 1,
+                    (_, b']') => self.depth = self.depth.saturating_sub(1),
+                    (b'<', b'<') => {
+                        self.depth += 1;
+                        self.prev = 0;
+                        self.max = self.max.max(self.depth);
+                        continue;
+                    }
+                    (b'>', b'>') => {
+                        self.depth = self.depth.saturating_sub(1);
+                        self.prev = 0;
+                        continue;
+                    }
+                    _ => {}
+                }
+                self.max = self.max.max(self.depth);
+                self.prev = b;
+            }
+        }
+    }
+
+    fn is_white(b: u8) -> bool {
+        b" \t\n\r\x00\x0C".contains(&b)
+    }
+
+    fn is_delim(b: u8) -> bool {
+        b"()<>[]{}/%".contains(&b)
+    }
+
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+
+    /// The name starting at `data[i] == b'/'`, decoded as lopdf does (#xx escapes), and the
+    /// index just past it.
+    fn name_at(data: &[u8], i: usize) -> (Vec<u8>, usize) {
+        let mut out = Vec::new();
+        let mut j = i + 1;
+        while j < data.len() {
+            let b = data[j];
+            if b == b'#' {
+                match (
+                    data.get(j + 1).and_then(|&x| hex(x)),
+                    data.get(j + 2).and_then(|&x| hex(x)),
+                ) {
+                    (Some(h), Some(l)) => {
+                        out.push(h * 16 + l);
+                        j += 3;
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            if is_white(b) || is_delim(b) || out.len() > 64 {
+                break;
+            }
+            out.push(b);
+            j += 1;
+        }
+        (out, j)
+    }
+
+    /// Skips whitespace and comments from `i`.
+    fn skip_space(data: &[u8], mut i: usize) -> usize {
+        while i < data.len() {
+            if is_white(data[i]) {
+                i += 1;
+            } else if data[i] == b'%' {
+                while i < data.len() && !b"\r\n".contains(&data[i]) {
+                    i += 1;
+                }
+            } else {
+                break;
+            }
+        }
+        i
+    }
+
+    /// An optionally signed integer at `i` (saturating), and the index past it.
+    fn int_at(data: &[u8], i: usize) -> Option<(i128, usize)> {
+        let mut j = i;
+        let neg = matches!(data.get(j), Some(b'-'));
+        if matches!(data.get(j), Some(b'-' | b'+')) {
+            j += 1;
+        }
+        let start = j;
+        let mut v: i128 = 0;
+        while let Some(d) = data.get(j).filter(|b| b.is_ascii_digit()) {
+            v = (v * 10 + i128::from(d - b'0')).min(i128::from(u64::MAX));
+            j += 1;
+        }
+        (j > start).then_some((if neg { -v } else { v }, j))
+    }
+
+    pub fn check(data: &[u8], limits: &Limits) -> Result<Scan, TransformError> {
+        limits.check_time()?;
+        let depth = nesting(data);
+        if depth > MAX_NESTING {
+            return Err(limit(format!("pdf nests deeper than {MAX_NESTING}")));
+        }
+        let mut encrypted = false;
+        let (mut columns, mut colors, mut bpc) = (1i128, 1i128, 8i128);
+        // Object number -> the object its /Length refers to (only for objects that have one).
+        let mut length_ref: HashMap<u64, u64> = HashMap::new();
+        let mut current_obj: Option<u64> = None;
+        let mut i = 0;
+        while i < data.len() {
+            match data[i] {
+                b'/' => {
+                    let (name, j) = name_at(data, i);
+                    let value = int_at(data, skip_space(data, j));
+                    match name.as_slice() {
+                        b"Encrypt" => encrypted = true,
+                        b"Columns" => columns = columns.max(value.map_or(1, |v| v.0)),
+                        b"Colors" => colors = colors.max(value.map_or(1, |v| v.0)),
+                        b"BitsPerComponent" => bpc = bpc.max(value.map_or(8, |v| v.0)),
+                        b"Length" => {
+                            // "/Length N G R"
+                            let target = value.and_then(|(n, k)| {
+                                let (_, k) = int_at(data, skip_space(data, k))?;
+                                let k = skip_space(data, k);
+                                (data.get(k) == Some(&b'R')).then_some(n)
+                            });
+                            if let (Some(obj), Some(t)) = (current_obj, target) {
+                                length_ref.insert(obj, t.clamp(0, i128::from(u64::MAX)) as u64);
+                            }
+                        }
+                        _ => {}
+                    }
+                    i = j.max(i + 1);
+                }
+                b'o' if data[i..].starts_with(b"obj") => {
+                    current_obj = object_number_before(data, i);
+                    i += 3;
+                }
+                _ => i += 1,
+            }
+        }
+        let row = columns.max(1) as u128 * colors.max(1) as u128 * (bpc.max(8) as u128) / 8;
+        if row > MAX_PREDICTOR_ROW {
+            return Err(limit(format!("pdf predictor rows of {row} bytes")));
+        }
+        if longest_chain(&length_ref) > MAX_LENGTH_CHAIN {
+            return Err(limit(format!(
+                "pdf chains more than {MAX_LENGTH_CHAIN} indirect stream lengths"
+            )));
+        }
+        if !encrypted {
+            streams(data, limits)?;
+        }
+        Ok(Scan { encrypted })
+    }
+
+    /// "N G obj": the object number N before the `obj` keyword at `i`, if the bytes fit.
+    fn object_number_before(data: &[u8], i: usize) -> Option<u64> {
+        let mut j = i;
+        let back_ws = |j: &mut usize| {
+            while *j > 0 && is_white(data[*j - 1]) {
+                *j -= 1;
+            }
+        };
+        let back_digits = |j: &mut usize| -> Option<usize> {
+            let end = *j;
+            while *j > 0 && data[*j - 1].is_ascii_digit() {
+                *j -= 1;
+            }
+            (*j < end).then_some(end)
+        };
+        back_ws(&mut j);
+        back_digits(&mut j)?;
+        back_ws(&mut j);
+        let end = back_digits(&mut j)?;
+        std::str::from_utf8(&data[j..end]).ok()?.parse().ok()
+    }
+
+    /// Length of the longest /Length reference chain, walked without recursion.
+    fn longest_chain(refs: &HashMap<u64, u64>) -> usize {
+        let mut longest = 0;
+        let mut known: HashMap<u64, usize> = HashMap::new();
+        for &start in refs.keys() {
+            let mut path = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            let mut cur = start;
+            let mut tail = 0;
+            while let Some(&next) = refs.get(&cur) {
+                if let Some(&k) = known.get(&cur) {
+                    tail = k;
+                    break;
+                }
+                if !seen.insert(cur) {
+                    break; // lopdf stops at a cycle
+                }
+                path.push(cur);
+                cur = next;
+            }
+            for (k, obj) in path.iter().rev().enumerate() {
+                known.insert(*obj, tail + k + 1);
+            }
+            longest = longest.max(known.get(&start).copied().unwrap_or(0));
+        }
+        longest
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Filter {
+        Flate,
+        /// LZW with and without early code-size change (lopdf's EarlyChange 1 and 0).
+        LzwEarly,
+        LzwLate,
+        Ascii85,
+    }
+
+    const FILTERS: [Filter; 4] = [
+        Filter::Flate,
+        Filter::LzwEarly,
+        Filter::LzwLate,
+        Filter::Ascii85,
+    ];
+
+    /// Whether output starting with `head` could be decoded further by `f` (a cheap sniff so
+    /// only plausible chains are tried; a wrong guess only costs time, never misses output,
+    /// since every decoder is tried on every raw stream body).
+    fn admits(f: Filter, head: &[u8]) -> bool {
+        match f {
+            Filter::Flate => {
+                head.len() >= 2
+                    && head[0] & 0x0F == 8
+                    && (u16::from(head[0]) * 256 + u16::from(head[1])) % 31 == 0
+            }
+            Filter::LzwEarly | Filter::LzwLate => {
+                head.len() >= 2 && ((u16::from(head[0]) << 1) | u16::from(head[1] >> 7)) <= 256
+            }
+            Filter::Ascii85 => head
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_none_or(|&b| (b'!'..=b'u').contains(&b) || b == b'z'),
+        }
+    }
+
+    /// Counts the bytes that pass through it.
+    struct Counted<R> {
+        inner: R,
+        n: std::rc::Rc<std::cell::Cell<u64>>,
+    }
+
+    impl<R: Read> Read for Counted<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let k = self.inner.read(buf)?;
+            self.n.set(self.n.get() + k as u64);
+            Ok(k)
+        }
+    }
+
+    /// Streaming LZW over an inner reader (weezl decodes from slices into slices).
+    struct Lzw<R> {
+        inner: R,
+        dec: weezl::decode::Decoder,
+        input: Vec<u8>,
+        pos: usize,
+        done: bool,
+    }
+
+    impl<R: Read> Read for Lzw<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            loop {
+                if self.done || buf.is_empty() {
+                    return Ok(0);
+                }
+                if self.pos == self.input.len() {
+                    self.input.resize(16 * 1024, 0);
+                    let k = self.inner.read(&mut self.input)?;
+                    self.input.truncate(k);
+                    self.pos = 0;
+                    if k == 0 {
+                        self.done = true;
+                        return Ok(0);
+                    }
+                }
+                let r = self.dec.decode_bytes(&self.input[self.pos..], buf);
+                self.pos += r.consumed_in;
+                match r.status {
+                    Ok(weezl::LzwStatus::Ok) | Ok(weezl::LzwStatus::NoProgress) => {}
+                    _ => self.done = true,
+                }
+                if r.consumed_out > 0 {
+                    return Ok(r.consumed_out);
+                }
+                if r.consumed_in == 0 && self.pos < self.input.len() {
+                    self.done = true;
+                }
+            }
+        }
+    }
+
+    /// Streaming ASCII85 (lopdf's reading: whitespace skipped, `z` is four zeros, decoding
+    /// stops at the first other character outside `!`..=`u`).
+    struct A85<R> {
+        inner: R,
+        group: [u8; 5],
+        n: usize,
+        out: Vec<u8>,
+        pos: usize,
+        done: bool,
+    }
+
+    impl<R: Read> Read for A85<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let mut chunk = [0u8; 4096];
+            while self.pos == self.out.len() {
+                self.out.clear();
+                self.pos = 0;
+                if self.done {
+                    return Ok(0);
+                }
+                let k = self.inner.read(&mut chunk)?;
+                if k == 0 {
+                    self.done = true;
+                }
+                for &c in &chunk[..k] {
+                    if c.is_ascii_whitespace() {
+                        continue;
+                    }
+                    if c == b'z' && self.n == 0 {
+                        self.out.extend_from_slice(&[0; 4]);
+                        continue;
+                    }
+                    if !(b'!'..=b'u').contains(&c) {
+                        self.done = true;
+                        break;
+                    }
+                    self.group[self.n] = c - b'!';
+                    self.n += 1;
+                    if self.n == 5 {
+                        let v = self.group.iter().fold(0u64, |a, &d| a * 85 + u64::from(d));
+                        self.out.extend_from_slice(&(v as u32).to_be_bytes());
+                        self.n = 0;
+                    }
+                }
+                if self.done && self.n > 0 {
+                    self.out.extend(std::iter::repeat_n(0, self.n - 1));
+                    self.n = 0;
+                }
+            }
+            let k = buf.len().min(self.out.len() - self.pos);
+            buf[..k].copy_from_slice(&self.out[self.pos..self.pos + k]);
+            self.pos += k;
+            Ok(k)
+        }
+    }
+
+    fn decoder<'a>(f: Filter, inner: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
+        use weezl::{decode::Decoder, BitOrder};
+        let lzw = |inner, dec| {
+            Box::new(Lzw {
+                inner,
+                dec,
+                input: Vec::new(),
+                pos: 0,
+                done: false,
+            }) as Box<dyn Read + 'a>
+        };
+        match f {
+            Filter::Flate => Box::new(flate2::read::ZlibDecoder::new(inner)),
+            Filter::LzwEarly => lzw(inner, Decoder::with_tiff_size_switch(BitOrder::Msb, 8)),
+            Filter::LzwLate => lzw(inner, Decoder::new(BitOrder::Msb, 8)),
+            Filter::Ascii85 => Box::new(A85 {
+                inner,
+                group: [0; 5],
+                n: 0,
+                out: Vec::new(),
+                pos: 0,
+                done: false,
+            }),
+        }
+    }
+
+    /// Decodes `body` through `chain`, counting what every level produces (lopdf keeps each
+    /// level whole), failing past `cap`. Returns (total produced, head of the last level).
+    fn run_chain(
+        body: &[u8],
+        chain: &[Filter],
+        cap: u64,
+        limits: &Limits,
+    ) -> Result<(u64, Vec<u8>), TransformError> {
+        let mut counters = Vec::new();
+        let mut r: Box<dyn Read + '_> = Box::new(body);
+        for &f in chain {
+            let n = std::rc::Rc::new(std::cell::Cell::new(0u64));
+            counters.push(n.clone());
+            r = Box::new(Counted {
+                inner: decoder(f, r),
+                n,
+            });
+        }
+        let total =
+            |c: &[std::rc::Rc<std::cell::Cell<u64>>]| c.iter().map(|n| n.get()).sum::<u64>();
+        let mut head = Vec::new();
+        let mut nest = Nesting::default();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            // Decoder errors end the stream here as they end lopdf's decoding.
+            let k = r.read(&mut buf).unwrap_or(0);
+            if k == 0 {
+                break;
+            }
+            if head.len() < 16 {
+                head.extend_from_slice(&buf[..k.min(16 - head.len())]);
+            }
+            nest.feed(&buf[..k]);
+            if nest.max > MAX_NESTING {
+                return Err(limit(format!("pdf stream nests deeper than {MAX_NESTING}")));
+            }
+            if total(&counters) > cap {
+                return Err(limit(format!("pdf stream inflates past {cap} bytes")));
+            }
+            limits.check_time()?;
+        }
+        Ok((total(&counters), head))
+    }
+
+    /// Every possible stream body, through every admissible filter chain.
+    fn streams(data: &[u8], limits: &Limits) -> Result<(), TransformError> {
+        let cap = limits.max_inflated_bytes;
+        let mut left = cap.saturating_mul(4);
+        let mut from = 0;
+        while let Some(k) = find(&data[from..], b"stream") {
+            let kw = from + k;
+            from = kw + 6;
+            // lopdf: "stream", spaces or tabs, then an end of line.
+            let mut p = from;
+            while matches!(data.get(p), Some(b' ' | b'\t')) {
+                p += 1;
+            }
+            p += match (data.get(p), data.get(p + 1)) {
+                (Some(b'\r'), Some(b'\n')) => 2,
+                (Some(b'\r' | b'\n'), _) => 1,
+                _ => continue,
+            };
+            let body = &data[p..];
+            let mut worst = 0u64;
+            let mut todo: Vec<Vec<Filter>> = FILTERS.iter().map(|&f| vec![f]).collect();
+            while let Some(chain) = todo.pop() {
+                let (n, head) = run_chain(body, &chain, cap.min(left), limits)?;
+                worst = worst.max(n);
+                if chain.len() < MAX_CHAIN && n > 0 {
+                    for f in FILTERS.into_iter().filter(|&f| admits(f, &head)) {
+                        let mut next = chain.clone();
+                        next.push(f);
+                        todo.push(next);
+                    }
+                }
+            }
+            left = left.checked_sub(worst).ok_or_else(|| {
+                limit(format!(
+                    "pdf streams inflate past {} bytes",
+                    cap.saturating_mul(4)
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,10 +1130,154 @@ fn printable_strings(data: &[u8], max: usize) -> Vec<String> {
     out
 }
 
-fn ole_doc(input: &Input<'_>) -> Result<DocInfo, TransformError> {
-    let (data, _) = read_bounded(input.path, OLE_SCAN)?;
+/// A value of an OLE property set.
+enum Prop {
+    Text(String),
+    Int(i64),
+    /// A FILETIME as an ISO date-time.
+    Time(String),
+}
+
+/// ISO date-time of a FILETIME (100 ns ticks since 1601-01-01), None when out of range.
+fn filetime(ticks: u64) -> Option<String> {
+    let secs = (ticks / 10_000_000) as i64 - 11_644_473_600;
+    if ticks == 0 || !(0..253_402_300_800).contains(&secs) {
+        return None;
+    }
+    // Days to a civil date (proleptic Gregorian, era-based).
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let (era, doe) = (z.div_euclid(146_097), z.rem_euclid(146_097));
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    Some(format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    ))
+}
+
+/// (property id, value) of the first property set in an OLE property-set stream
+/// ([MS-OLEPS]); offsets are checked, at most 256 properties are read.
+fn property_set(s: &[u8]) -> Vec<(u32, Prop)> {
+    use super::util::cfb::{u16_at, u32_at};
+    let mut out = Vec::new();
+    if u16_at(s, 0) != Some(0xFFFE) || u32_at(s, 24).unwrap_or(0) == 0 {
+        return out;
+    }
+    let Some(set) = u32_at(s, 44).and_then(|o| s.get(o as usize..)) else {
+        return out;
+    };
+    let n = u32_at(set, 4).unwrap_or(0).min(256) as usize;
+    let mut codepage = 1252;
+    for k in 0..n {
+        let (Some(pid), Some(off)) = (u32_at(set, 8 + 8 * k), u32_at(set, 12 + 8 * k)) else {
+            break;
+        };
+        let Some(v) = set.get(off as usize..) else {
+            continue;
+        };
+        let body = |len: usize| v.get(8..).map(|b| &b[..len.min(b.len()).min(4096)]);
+        let value = match u32_at(v, 0).map(|t| t & 0xFFFF) {
+            Some(0x02) => u16_at(v, 4).map(|x| Prop::Int(i64::from(x as i16))),
+            Some(0x03) => u32_at(v, 4).map(|x| Prop::Int(i64::from(x as i32))),
+            Some(0x1E) => body(u32_at(v, 4).unwrap_or(0) as usize).map(|b| {
+                let b: Vec<u8> = b.iter().copied().take_while(|&c| c != 0).collect();
+                Prop::Text(if codepage == 65001 {
+                    String::from_utf8_lossy(&b).into_owned()
+                } else {
+                    b.iter().map(|&c| char::from(c)).collect()
+                })
+            }),
+            Some(0x1F) => body(u32_at(v, 4).unwrap_or(0) as usize * 2).map(|b| {
+                let units: Vec<u16> = b
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .take_while(|&u| u != 0)
+                    .collect();
+                Prop::Text(String::from_utf16_lossy(&units))
+            }),
+            Some(0x40) => v
+                .get(4..12)
+                .and_then(|b| filetime(u64::from_le_bytes(b.try_into().ok()?)))
+                .map(Prop::Time),
+            _ => None,
+        };
+        if let Some(value) = value {
+            if let (1, Prop::Int(cp)) = (pid, &value) {
+                codepage = *cp as u16 as u32;
+            }
+            out.push((pid, value));
+        }
+    }
+    out
+}
+
+/// Metadata of a legacy Word or PowerPoint file from its property-set streams, and printable
+/// strings of its first bytes as text. A file whose compound structure cannot be read still
+/// gets the strings.
+fn ole_doc(input: &Input<'_>, limits: &Limits) -> Result<DocInfo, TransformError> {
+    let (data, truncated) = read_bounded(input.path, limits.max_inflated_bytes)?;
+    if truncated {
+        return Err(TransformError::Limit(format!(
+            "legacy document larger than {} bytes",
+            limits.max_inflated_bytes
+        )));
+    }
     let mut info = DocInfo::default();
-    for s in printable_strings(&data, 60) {
+    match super::util::cfb::Cfb::parse(&data) {
+        Ok(cfb) => {
+            let props = |name: &str| {
+                cfb.entry(name)
+                    .and_then(|e| cfb.stream(e).ok())
+                    .map(|s| property_set(&s))
+                    .unwrap_or_default()
+            };
+            let text = |p: &Prop| match p {
+                Prop::Text(t) => some_text(t),
+                Prop::Int(i) => Some(i.to_string()),
+                Prop::Time(t) => Some(t.clone()),
+            };
+            for (pid, v) in props("\u{5}SummaryInformation") {
+                match (pid, &v) {
+                    (2, _) => info.title = text(&v),
+                    (4, _) => info.author = text(&v),
+                    (14, Prop::Int(n)) if *n > 0 => info.count = Some(("pages", *n as u64)),
+                    _ => {
+                        let key = match pid {
+                            3 => "subject",
+                            5 => "keywords",
+                            8 => "last saved by",
+                            12 => "created",
+                            13 => "modified",
+                            15 => "words",
+                            18 => "application",
+                            _ => continue,
+                        };
+                        if let Some(t) = text(&v) {
+                            info.extra.push(format!("{key}: {t}"));
+                        }
+                    }
+                }
+            }
+            for (pid, v) in props("\u{5}DocumentSummaryInformation") {
+                match (pid, v) {
+                    (7, Prop::Int(n)) if n > 0 => info.count = Some(("slides", n as u64)),
+                    (15, Prop::Text(t)) => info
+                        .extra
+                        .extend(some_text(&t).map(|t| format!("company: {t}"))),
+                    _ => {}
+                }
+            }
+        }
+        Err(why) => info.extra.push(format!("structure: unreadable ({why})")),
+    }
+    for s in printable_strings(&data[..data.len().min(OLE_SCAN as usize)], 60) {
         info.paragraph(&s);
     }
     info.extra
@@ -534,16 +1327,15 @@ pub(crate) fn apply(
         STAGE1_BUDGET
     });
     let (text, note) = if input.stage >= 1 {
-        let (data, _) = read_bounded(input.path, limits.max_text_scan_bytes)?;
         (
-            compact(&String::from_utf8_lossy(&data), budget),
+            compact(&super::util::read_summary(input.path)?, budget),
             "document metadata".to_string(),
         )
     } else {
         let kind = which(input);
         let info = match kind {
             "pdf" => pdf_doc(input, limits)?,
-            "ole" => ole_doc(input)?,
+            "ole" => ole_doc(input, limits)?,
             other => zip_doc(input, limits, other)?,
         };
         let stage1 = render_stage1(input, &info, size, cap(STAGE1_BUDGET));

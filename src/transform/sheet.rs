@@ -1,18 +1,26 @@
 //! Spreadsheets: per-sheet snapshot (header, counts, column types and statistics, first rows) at
-//! stage 1; the schema alone at stage 2. CSV/TSV stream through the `csv` crate and their
-//! summaries are valid CSV; workbooks go through calamine after a zip-bomb check and their
-//! summaries are plain text.
+//! stage 1; the schema alone at stage 2. CSV/TSV stream through the `csv` crate (records
+//! capped) and their summaries are valid CSV. Workbooks go through calamine and their summaries
+//! are plain text: xlsx/xlsm cell by cell after a zip-bomb check; ods and xls, which calamine
+//! expands into whole dense sheets, only after checks that bound that expansion. Dates come out
+//! as ISO 8601 in the workbook's own date system (1900 or 1904).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::rc::Rc;
 
-use calamine::{Data, Reader};
+use calamine::{Data, ExcelDateTime, Reader};
 
 use super::detect::{MIME_ODS, MIME_TSV, MIME_XLS, MIME_XLSM, MIME_XLSX};
-use super::util::{clip_ellipsis, ext, file_len, fit_lines, write_out, NumStats};
+use super::util::{
+    clip_ellipsis, ext, file_len, fit_lines, read_bounded, read_summary, write_out, NumStats,
+    Ticker, SUMMARY_READ_CAP,
+};
+use super::xml::{walk, XmlEvent};
 use super::{Encoding, Input, Limits, Produced, TransformError};
 
 pub const SAMPLE_ROWS: usize = 20;
@@ -41,8 +49,74 @@ enum Val<'a> {
     Text(&'a str),
 }
 
-fn is_date(s: &str) -> bool {
-    super::text::log_timestamp(s).is_some_and(|t| t.len() == s.len() && !s.starts_with('['))
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        4 | 6 | 9 | 11 => 30,
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
+    }
+}
+
+fn month_name(s: &str) -> Option<u32> {
+    const NAMES: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let l = s.to_ascii_lowercase();
+    if l.len() < 3 {
+        return None;
+    }
+    let i = NAMES.iter().position(|n| l.starts_with(n))?;
+    Some(i as u32 + 1)
+}
+
+/// The ISO form (YYYY-MM-DD, time kept when given) of a date in one of the common spellings:
+/// ISO 8601 as is; 2024/03/01; 1-Mar-24 and 1 Mar 2024; 3/1/2024 (month first unless the first
+/// number cannot be a month); 01.03.2024 (day first). Two-digit years: 69-99 are 19xx, the
+/// rest 20xx (the POSIX pivot).
+fn iso_date(s: &str) -> Option<String> {
+    let valid =
+        |y: i64, m: u32, d: u32| (1..=12).contains(&m) && (1..=days_in_month(y, m)).contains(&d);
+    if super::text::log_timestamp(s).is_some_and(|t| t.len() == s.len() && !s.starts_with('[')) {
+        let y = s[..4].parse().ok()?;
+        return valid(y, s[5..7].parse().ok()?, s[8..10].parse().ok()?).then(|| s.to_string());
+    }
+    if s.len() > 20 {
+        return None;
+    }
+    let sep = s.chars().find(|c| matches!(c, '/' | '-' | '.' | ' '))?;
+    let parts: Vec<&str> = s.split(sep).collect();
+    let [a, b, c] = parts[..] else {
+        return None;
+    };
+    let num = |t: &str| -> Option<u32> {
+        (!t.is_empty() && t.len() <= 4 && t.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| t.parse().ok())
+            .flatten()
+    };
+    let year = |t: &str| -> Option<i64> {
+        let y = i64::from(num(t)?);
+        match t.len() {
+            4 => Some(y),
+            2 if y >= 69 => Some(1900 + y),
+            2 => Some(2000 + y),
+            _ => None,
+        }
+    };
+    let (y, m, d) = match sep {
+        '/' if a.len() == 4 => (year(a)?, num(b)?, num(c)?),
+        '/' => {
+            let (x, z) = (num(a)?, num(b)?);
+            if x > 12 {
+                (year(c)?, z, x)
+            } else {
+                (year(c)?, x, z)
+            }
+        }
+        '-' | ' ' => (year(c)?, month_name(b)?, num(a)?),
+        _ => (year(c)?, num(b)?, num(a)?),
+    };
+    valid(y, m, d).then(|| format!("{y:04}-{m:02}-{d:02}"))
 }
 
 fn classify(s: &str) -> Val<'_> {
@@ -58,44 +132,52 @@ fn classify(s: &str) -> Val<'_> {
             return Val::Num(f, false);
         }
     }
-    if is_date(t) {
-        return Val::Date(t.to_string());
+    if let Some(d) = iso_date(t) {
+        return Val::Date(d);
     }
     Val::Text(t)
 }
 
-/// Excel serial day number (1900 system) to an ISO date or date-time.
-fn excel_date(serial: f64) -> String {
-    if !serial.is_finite() || !(0.0..3_000_000.0).contains(&serial) {
-        return format!("{serial}");
+/// An Excel date-time cell as ISO 8601, in the workbook's date system (calamine carries the
+/// 1900/1904 flag in the value). Times of day alone (serial below 1) are HH:MM:SS; serials
+/// outside years 1900..9999 stay numbers.
+fn excel_datetime(dt: &ExcelDateTime) -> String {
+    let v = dt.as_f64();
+    if !(0.0..2_958_466.0).contains(&v) {
+        return Column::num(v);
     }
-    let days = serial.floor() as i64 - 25569; // days from 1970-01-01
-    let secs = ((serial - serial.floor()) * 86400.0).round() as i64;
-    // Civil-from-days (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    if secs == 0 {
-        format!("{y:04}-{m:02}-{d:02}")
+    let (y, mo, d, h, mi, s, _) = dt.to_ymd_hms_milli();
+    if v < 1.0 {
+        format!("{h:02}:{mi:02}:{s:02}")
+    } else if (h, mi, s) == (0, 0, 0) {
+        format!("{y:04}-{mo:02}-{d:02}")
     } else {
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
-            secs / 3600,
-            secs / 60 % 60,
-            secs % 60
-        )
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")
     }
+}
+
+/// An Excel duration ([h]:mm:ss formats) as hours:minutes:seconds.
+fn excel_duration(dt: &ExcelDateTime) -> String {
+    let v = dt.as_f64();
+    if !v.is_finite() || v.abs() > 1e9 {
+        return Column::num(v);
+    }
+    let secs = (v * 86400.0).round() as i64;
+    let sign = if secs < 0 { "-" } else { "" };
+    let secs = secs.abs();
+    format!(
+        "{sign}{}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 #[derive(Default)]
 struct Column {
     name: String,
+    /// False when the header cell was empty and the name is made up ("column7").
+    named: bool,
     values: u64,
     empty: u64,
     nums: NumStats,
@@ -223,6 +305,7 @@ impl SheetStats {
                 } else {
                     clip_ellipsis(h.trim(), CELL_CHARS)
                 },
+                named: !h.trim().is_empty(),
                 ..Default::default()
             })
             .collect();
@@ -268,6 +351,33 @@ impl SheetStats {
             self.sample.push(display());
         }
     }
+
+    /// `n` empty rows; O(columns), not O(n), so a gap of a million rows costs nothing.
+    fn add_empty_rows(&mut self, n: u64) {
+        for c in &mut self.columns {
+            c.empty += n;
+        }
+        self.rows += n;
+        let fill = (SAMPLE_ROWS - self.sample.len()).min(n as usize);
+        self.sample.extend(std::iter::repeat_n(Vec::new(), fill));
+    }
+
+    /// Drops leading columns with neither a header nor a value (a sheet whose used range
+    /// starts right of column A, read cell by cell).
+    fn trim_leading_empty_columns(&mut self) {
+        let k = self
+            .columns
+            .iter()
+            .take_while(|c| !c.named && c.values == 0)
+            .count();
+        if k == 0 || k == self.columns.len() {
+            return;
+        }
+        self.columns.drain(..k);
+        for r in &mut self.sample {
+            r.drain(..k.min(r.len()));
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -285,39 +395,120 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Longest CSV record read; the csv crate holds one record in memory, so a file that is one
+/// endless quoted field is refused rather than buffered.
+const MAX_RECORD: u64 = 1024 * 1024;
+
+/// Passes reads through, failing once more than [`MAX_RECORD`] bytes were read since the
+/// caller last reset `since` (after each record).
+struct RecordCap<R> {
+    inner: R,
+    since: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for RecordCap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.since.get() > MAX_RECORD {
+            return Err(std::io::Error::other(RECORD_TOO_LONG));
+        }
+        let n = self.inner.read(buf)?;
+        self.since.set(self.since.get() + n as u64);
+        Ok(n)
+    }
+}
+
+const RECORD_TOO_LONG: &str = "csv record longer than the record limit";
+
+type CappedCsv = csv::Reader<RecordCap<BufReader<std::io::Take<File>>>>;
+
+/// A csv reader over at most `limit` bytes of `path` whose records are capped; the cell is
+/// reset by the caller after every record.
+fn capped_csv(
+    path: &Path,
+    limit: u64,
+    builder: &mut csv::ReaderBuilder,
+) -> std::io::Result<(CappedCsv, Rc<Cell<u64>>)> {
+    let since = Rc::new(Cell::new(0));
+    let inner = BufReader::new(File::open(path)?.take(limit));
+    let reader = builder.from_reader(RecordCap {
+        inner,
+        since: since.clone(),
+    });
+    Ok((reader, since))
+}
+
+fn csv_err(format: &str, e: csv::Error) -> TransformError {
+    if e.to_string().contains(RECORD_TOO_LONG) {
+        TransformError::Limit(format!("{RECORD_TOO_LONG} ({MAX_RECORD} bytes)"))
+    } else {
+        TransformError::decode(format, e)
+    }
+}
+
+/// Up to ten '#' comment lines at the top of a delimited file ("# Data source: ...").
+fn leading_comments(path: &Path) -> std::io::Result<Vec<String>> {
+    let mut r = super::util::LineReader::open(path, 64 * 1024)?;
+    let mut out = Vec::new();
+    while let Some(l) = r.next_line()? {
+        if !l.starts_with('#') || out.len() >= 10 {
+            break;
+        }
+        out.push(clip_ellipsis(l.trim(), 200));
+    }
+    Ok(out)
+}
+
 fn csv_stats(input: &Input<'_>, limits: &Limits) -> Result<SheetStats, TransformError> {
-    let mut first = [0u8; 1];
-    let starts_with_hash = File::open(input.path)?.read(&mut first)? == 1 && first[0] == b'#';
+    let comments = leading_comments(input.path)?;
     let size = file_len(input.path)?;
-    let reader = BufReader::new(File::open(input.path)?.take(limits.max_text_scan_bytes));
-    let mut rdr = csv::ReaderBuilder::new()
-        .delimiter(delimiter(input))
-        .has_headers(false)
-        .flexible(true)
-        .comment(if starts_with_hash { Some(b'#') } else { None })
-        .from_reader(reader);
+    let (mut rdr, since) = capped_csv(
+        input.path,
+        limits.max_text_scan_bytes,
+        csv::ReaderBuilder::new()
+            .delimiter(delimiter(input))
+            .has_headers(false)
+            .flexible(true)
+            .comment((!comments.is_empty()).then_some(b'#')),
+    )?;
     let mut rec = csv::ByteRecord::new();
-    let bad = |e: csv::Error| TransformError::decode(input.format, e);
+    let bad = |e: csv::Error| csv_err(input.format, e);
     let header: Vec<String> = if rdr.read_byte_record(&mut rec).map_err(bad)? {
         rec.iter().take(MAX_COLUMNS * 4).map(lossy).collect()
     } else {
         Vec::new()
     };
     let mut st = SheetStats::new(input.name.to_string(), header);
+    st.comments = comments;
+    let mut ticker = Ticker::new(limits);
     loop {
+        ticker.tick()?;
+        since.set(0);
         match rdr.read_byte_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
             // A record cut by the scan limit can fail to parse; everything before it counts.
-            Err(e) if size > limits.max_text_scan_bytes => {
-                let _ = e;
+            Err(e)
+                if size > limits.max_text_scan_bytes
+                    && !e.to_string().contains(RECORD_TOO_LONG) =>
+            {
                 break;
             }
             Err(e) => return Err(bad(e)),
         }
-        let strs: Vec<String> = rec.iter().map(lossy).collect();
-        let disp = || strs.iter().map(|s| clip_ellipsis(s, CELL_CHARS)).collect();
-        st.add_row(strs.iter().map(|s| classify(s)), disp);
+        let strs: Vec<String> = rec.iter().take(MAX_COLUMNS * 4).map(lossy).collect();
+        let vals: Vec<Val<'_>> = strs.iter().map(|s| classify(s)).collect();
+        // Sample cells as written, except dates, which are shown in ISO form.
+        let disp = || {
+            vals.iter()
+                .zip(&strs)
+                .map(|(v, s)| match v {
+                    Val::Date(d) => d.clone(),
+                    _ => clip_ellipsis(s, CELL_CHARS),
+                })
+                .collect()
+        };
+        let disp: Vec<String> = disp();
+        st.add_row(vals.into_iter(), || disp);
     }
     st.partial = size > limits.max_text_scan_bytes;
     Ok(st)
@@ -365,6 +556,11 @@ fn csv_stage1(st: &SheetStats, budget: usize) -> Result<String, TransformError> 
         base.push(r);
     }
     let width = ncols + 1;
+    for c in st.comments.iter().filter(|_| width >= 2) {
+        let mut r = vec!["note".to_string(), c.clone()];
+        r.resize(width, String::new());
+        base.push(r);
+    }
     let mut out = String::new();
     for n in [SAMPLE_ROWS, 10, 5, 2, 0] {
         let mut rows = base.clone();
@@ -408,15 +604,21 @@ fn csv_apply(
 ) -> Result<Produced, TransformError> {
     let (text, note) = if input.stage >= 1 {
         // Compact our own stage-1 CSV: keep its schema rows.
-        let data = super::util::read_bounded(input.path, limits.max_text_scan_bytes)?.0;
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .from_reader(data.as_slice());
+        let (mut rdr, since) = capped_csv(
+            input.path,
+            SUMMARY_READ_CAP,
+            csv::ReaderBuilder::new().has_headers(false).flexible(true),
+        )?;
         let mut rows = Vec::new();
-        for rec in rdr.byte_records() {
-            let rec = rec.map_err(|e| TransformError::decode("text/csv", e))?;
-            let r: Vec<String> = rec.iter().map(lossy).collect();
+        let mut rec = csv::ByteRecord::new();
+        let mut ticker = Ticker::new(limits);
+        while rdr
+            .read_byte_record(&mut rec)
+            .map_err(|e| csv_err("text/csv", e))?
+        {
+            ticker.tick()?;
+            since.set(0);
+            let r: Vec<String> = rec.iter().take(MAX_COLUMNS * 4).map(lossy).collect();
             if r.first()
                 .is_some_and(|l| SCHEMA_LABELS.contains(&l.as_str()) || l.starts_with("rows"))
             {
@@ -457,94 +659,437 @@ fn cell_val(d: &Data) -> (Val<'_>, String) {
             (Val::Num(*f, int), Column::num(*f))
         }
         Data::DateTime(dt) if dt.is_datetime() => {
-            let s = excel_date(dt.as_f64());
+            let s = excel_datetime(dt);
             (Val::Date(s.clone()), s)
         }
+        Data::DateTime(dt) => (Val::Text("(duration)"), excel_duration(dt)),
         Data::DateTimeIso(s) => (Val::Date(s.clone()), s.clone()),
         Data::String(s) => (classify(s), clip_ellipsis(s, CELL_CHARS)),
         other => {
-            let s = other.to_string();
+            let s = clip_ellipsis(&other.to_string(), CELL_CHARS);
             (Val::Text("(other)"), s)
         }
     }
 }
 
+/// Feeds one sheet's rows, in order, into its statistics: up to ten leading comment rows
+/// ("# Data source: ...", alone in their row), then the header, then data. Empty rows count
+/// only when data follows them.
+struct SheetBuilder {
+    name: String,
+    comments: Vec<String>,
+    st: Option<SheetStats>,
+    pending_empty: u64,
+}
+
+impl SheetBuilder {
+    fn new(name: String) -> Self {
+        SheetBuilder {
+            name,
+            comments: Vec::new(),
+            st: None,
+            pending_empty: 0,
+        }
+    }
+
+    fn row(&mut self, cells: &[Data]) {
+        let cells = &cells[..cells.len().min(MAX_COLUMNS * 4)];
+        let filled: Vec<&Data> = cells.iter().filter(|c| **c != Data::Empty).collect();
+        let Some(st) = &mut self.st else {
+            match filled[..] {
+                [] => {}
+                [Data::String(c)]
+                    if c.trim_start().starts_with('#') && self.comments.len() < 10 =>
+                {
+                    self.comments.push(clip_ellipsis(c.trim(), 200));
+                }
+                _ => {
+                    let header = cells.iter().map(|c| cell_val(c).1).collect();
+                    self.st = Some(SheetStats::new(self.name.clone(), header));
+                }
+            }
+            return;
+        };
+        if filled.is_empty() {
+            self.pending_empty += 1;
+            return;
+        }
+        if self.pending_empty > 0 {
+            st.add_empty_rows(std::mem::take(&mut self.pending_empty));
+        }
+        let vals: Vec<(Val<'_>, String)> = cells.iter().map(cell_val).collect();
+        let disp: Vec<String> = vals.iter().map(|(_, s)| s.clone()).collect();
+        st.add_row(vals.into_iter().map(|(v, _)| v), || disp);
+    }
+
+    /// `n` rows absent from a sparse sheet (read cell by cell) between two present ones.
+    fn gap(&mut self, n: u64) {
+        if self.st.is_some() {
+            self.pending_empty = self.pending_empty.saturating_add(n);
+        }
+    }
+
+    fn finish(self) -> SheetStats {
+        let mut st = self
+            .st
+            .unwrap_or_else(|| SheetStats::new(self.name, Vec::new()));
+        st.comments = self.comments;
+        st.trim_leading_empty_columns();
+        st
+    }
+}
+
+/// Most cells a workbook decoder that builds whole sheets (calamine for xls and ods) may
+/// allocate: it keeps about two dense copies of cells plus formulas, some 128 bytes a cell.
+fn max_cells(limits: &Limits) -> u64 {
+    limits.max_alloc_bytes / 128
+}
+
+/// Sheets read cell by cell from the xlsx XML, so neither a huge sparse used range nor a long
+/// sheet is ever held in memory whole.
+fn xlsx_sheets(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>, TransformError> {
+    let bad = |e: calamine::XlsxError| TransformError::decode(input.format, e);
+    let mut wb: calamine::Xlsx<BufReader<File>> =
+        calamine::open_workbook(input.path).map_err(bad)?;
+    let mut ticker = Ticker::new(limits);
+    let mut out = Vec::new();
+    for name in wb.sheet_names().into_iter().take(MAX_SHEETS) {
+        let mut cells = match wb.worksheet_cells_reader(&name) {
+            Ok(r) => r,
+            // Chart sheets and the like have no cells.
+            Err(calamine::XlsxError::NotAWorksheet(_)) => continue,
+            Err(e) => return Err(bad(e)),
+        };
+        let mut b = SheetBuilder::new(name);
+        let mut row: Vec<Data> = Vec::new();
+        let mut cur: Option<u32> = None;
+        while let Some(cell) = cells.next_cell().map_err(bad)? {
+            ticker.tick()?;
+            let (r, c) = cell.get_position();
+            if cur != Some(r) {
+                if let Some(prev) = cur {
+                    b.row(&row);
+                    row.clear();
+                    if r > prev + 1 {
+                        b.gap(u64::from(r - prev - 1));
+                    }
+                }
+                cur = Some(r);
+            }
+            let c = c as usize;
+            if c < MAX_COLUMNS * 4 {
+                if row.len() <= c {
+                    row.resize(c + 1, Data::Empty);
+                }
+                row[c] = cell.get_value().clone().into();
+            }
+        }
+        if cur.is_some() {
+            b.row(&row);
+        }
+        out.push(b.finish());
+    }
+    Ok(out)
+}
+
+/// Sheets of a decoder that returns whole ranges (xls, ods); the caller has bounded their size.
+fn range_sheets<R, RS>(
+    wb: &mut R,
+    format: &str,
+    limits: &Limits,
+) -> Result<Vec<SheetStats>, TransformError>
+where
+    R: Reader<RS>,
+    RS: std::io::Read + std::io::Seek,
+    R::Error: std::fmt::Display,
+{
+    let mut ticker = Ticker::new(limits);
+    let mut out = Vec::new();
+    for name in wb.sheet_names().into_iter().take(MAX_SHEETS) {
+        let range = wb
+            .worksheet_range(&name)
+            .map_err(|e| TransformError::decode(format, e))?;
+        let mut b = SheetBuilder::new(name);
+        for r in range.rows() {
+            ticker.tick()?;
+            b.row(r);
+        }
+        out.push(b.finish());
+    }
+    Ok(out)
+}
+
+/// Refuses an ods whose repeated rows and columns would make calamine (which expands every
+/// repetition into cells, for all sheets, when it opens the file) allocate more than
+/// [`max_cells`]. Counts like calamine: a row holds its cells up to the last non-empty one,
+/// and repeated rows between the first and last non-empty row are all materialised.
+fn ods_guard(input: &Input<'_>, limits: &Limits) -> Result<(), TransformError> {
+    let mut zip = super::ziplimit::open(input.path, input.format, limits)?;
+    let Some(content) = zip.read("content.xml")? else {
+        return Ok(()); // calamine reports the missing part
+    };
+    #[derive(Default)]
+    struct Table {
+        /// Cells calamine stores while reading rows (repeated rows once each).
+        read: u64,
+        /// Widest row, and the repetitions of rows from the first non-empty one on.
+        width: u64,
+        rows_since_first: u64,
+        rows_to_last: u64,
+        seen_data: bool,
+    }
+    let max = max_cells(limits);
+    let mut total: u64 = 0;
+    let mut t = Table::default();
+    let (mut row_rep, mut row_width, mut row_cols) = (1u64, 0u64, 0u64);
+    let (mut cell_rep, mut cell_full) = (1u64, false);
+    let mut err: Option<TransformError> = None;
+    let rep = |attrs: &[(String, String)], key: &str| -> u64 {
+        attrs
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.trim().parse().ok())
+            .unwrap_or(1)
+    };
+    let mut in_cell = false;
+    walk(&content, limits, |ev| {
+        match ev {
+            XmlEvent::Start("table", _) => t = Table::default(),
+            XmlEvent::Start("table-row", a) => {
+                (row_rep, row_width, row_cols) = (rep(a, "number-rows-repeated"), 0, 0);
+            }
+            XmlEvent::Start("table-cell" | "covered-table-cell", a) => {
+                cell_rep = rep(a, "number-columns-repeated");
+                cell_full = a.iter().any(|(k, _)| k == "value-type" || k == "formula");
+                in_cell = true;
+            }
+            XmlEvent::Start(_, _) if in_cell => cell_full = true,
+            XmlEvent::Text(x) if in_cell && !x.trim().is_empty() => cell_full = true,
+            XmlEvent::End("table-cell" | "covered-table-cell") => {
+                in_cell = false;
+                row_cols = row_cols.saturating_add(cell_rep);
+                if cell_full {
+                    row_width = row_cols;
+                }
+            }
+            XmlEvent::End("table-row") => {
+                t.read = t.read.saturating_add(row_width);
+                if row_width > 0 {
+                    t.seen_data = true;
+                    t.width = t.width.max(row_width);
+                }
+                if t.seen_data {
+                    t.rows_since_first = t.rows_since_first.saturating_add(row_rep);
+                    if row_width > 0 {
+                        t.rows_to_last = t.rows_since_first;
+                    }
+                }
+            }
+            XmlEvent::End("table") => {
+                let dense = t.rows_to_last.saturating_mul(t.width);
+                total = total.saturating_add(t.read).saturating_add(dense);
+                if total > max {
+                    err = Some(TransformError::Limit(format!(
+                        "ods expands to more than {max} cells"
+                    )));
+                    return false;
+                }
+            }
+            _ => {}
+        }
+        true
+    })?;
+    match err {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 fn workbook_stats(input: &Input<'_>, limits: &Limits) -> Result<Vec<SheetStats>, TransformError> {
     let f = input.format;
-    let e = ext(input.name);
-    let kind = match (f, e.as_str()) {
+    let mut magic = [0u8; 8];
+    let n = File::open(input.path)?.read(&mut magic)?;
+    let magic = &magic[..n];
+    let kind = match (f, ext(input.name).as_str()) {
         (MIME_XLSX | MIME_XLSM, _) | (_, "xlsx" | "xlsm") => "xlsx",
         (MIME_ODS, _) | (_, "ods") => "ods",
         (MIME_XLS, _) | (_, "xls") => "xls",
-        _ => "auto",
+        _ if magic.starts_with(b"PK") => "xlsx",
+        _ if magic.starts_with(&xls_guard::OLE_MAGIC) => "xls",
+        _ => return Err(TransformError::decode(f, "not a known workbook format")),
     };
-    if kind == "xls" || kind == "auto" {
-        // No zip to inspect: calamine reads the whole compound file, so bound its size.
-        let size = file_len(input.path)?;
-        if size > limits.max_inflated_bytes {
-            return Err(TransformError::Limit(format!(
-                "workbook of {size} bytes, limit {}",
-                limits.max_inflated_bytes
-            )));
+    match kind {
+        "xlsx" => {
+            // Zip-bomb guard: entry count, declared and actual inflated sizes and ratios,
+            // before calamine inflates anything itself.
+            super::ziplimit::open(input.path, f, limits)?.verify_inflation()?;
+            xlsx_sheets(input, limits)
         }
-    }
-    if kind == "xlsx" || kind == "ods" {
-        // Zip-bomb guard: entry count, declared and actual inflated sizes, before calamine
-        // inflates anything itself.
-        super::ziplimit::open(input.path, f, limits)?.verify_inflation()?;
-    }
-    let bad = |e: calamine::Error| TransformError::decode(f, e);
-    let mut wb: calamine::Sheets<BufReader<File>> = match kind {
-        "xlsx" => calamine::Sheets::Xlsx(
-            calamine::open_workbook(input.path).map_err(|e: calamine::XlsxError| bad(e.into()))?,
-        ),
-        "ods" => calamine::Sheets::Ods(
-            calamine::open_workbook(input.path).map_err(|e: calamine::OdsError| bad(e.into()))?,
-        ),
-        "xls" => calamine::Sheets::Xls(
-            calamine::open_workbook(input.path).map_err(|e: calamine::XlsError| bad(e.into()))?,
-        ),
-        _ => calamine::open_workbook_auto(input.path).map_err(bad)?,
-    };
-    let names = wb.sheet_names();
-    let mut out = Vec::new();
-    for name in names.iter().take(MAX_SHEETS) {
-        let range = wb.worksheet_range(name).map_err(bad)?;
-        let mut rows = range.rows().peekable();
-        // Leading comment rows ("# Data source: ...", alone in their row) precede the header.
-        let mut comments = Vec::new();
-        while let Some(r) = rows.peek() {
-            let filled: Vec<String> = r
-                .iter()
-                .filter(|c| **c != Data::Empty)
-                .map(|c| c.to_string())
-                .collect();
-            if filled.len() != 1 || !filled[0].starts_with('#') || comments.len() >= 10 {
-                break;
+        "ods" => {
+            super::ziplimit::open(input.path, f, limits)?.verify_inflation()?;
+            ods_guard(input, limits)?;
+            let mut wb: calamine::Ods<BufReader<File>> = calamine::open_workbook(input.path)
+                .map_err(|e: calamine::OdsError| TransformError::decode(f, e))?;
+            range_sheets(&mut wb, f, limits)
+        }
+        _ => {
+            // No zip to inspect: calamine reads the whole compound file, so bound its size
+            // and check its structure before calamine trusts it.
+            let (data, truncated) = read_bounded(input.path, limits.max_inflated_bytes)?;
+            if truncated {
+                return Err(TransformError::Limit(format!(
+                    "workbook larger than {} bytes",
+                    limits.max_inflated_bytes
+                )));
             }
-            comments.push(clip_ellipsis(&filled[0], 200));
-            rows.next();
+            xls_guard::check(&data, f, max_cells(limits), limits)?;
+            let mut wb = calamine::Xls::new(std::io::Cursor::new(data))
+                .map_err(|e| TransformError::decode(f, e))?;
+            range_sheets(&mut wb, f, limits)
         }
-        let header: Vec<String> = rows
-            .next()
-            .map(|r| {
-                r.iter()
-                    .take(MAX_COLUMNS * 4)
-                    .map(|c| c.to_string())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut st = SheetStats::new(name.clone(), header);
-        st.comments = comments;
-        for r in rows {
-            let vals: Vec<(Val<'_>, String)> = r.iter().map(cell_val).collect();
-            let disp: Vec<String> = vals.iter().map(|(_, s)| s.clone()).collect();
-            st.add_row(vals.into_iter().map(|(v, _)| v), || disp);
-        }
-        // Trailing all-empty columns are an artifact of the used range, not data.
-        out.push(st);
     }
-    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Legacy xls: structure check before calamine
+
+/// calamine's xls reader trusts the compound file (sector numbers size its buffers, chains
+/// are followed without a cycle check, header counts size allocations; see
+/// [`super::util::cfb`], which reads it the same way with bounds first) and lays a sheet's
+/// cells out densely over their bounding box. This refuses what would make it allocate
+/// without limit or loop.
+mod xls_guard {
+    use super::super::util::cfb::{u16_at, u32_at, Cfb};
+    use super::super::{Limits, TransformError};
+    use super::Ticker;
+
+    pub use super::super::util::cfb::OLE_MAGIC;
+
+    /// Err(Decode) for a compound file calamine cannot read safely, Err(Limit) for a sheet
+    /// whose cells would span more than `max_cells`.
+    pub fn check(
+        data: &[u8],
+        format: &str,
+        max_cells: u64,
+        limits: &Limits,
+    ) -> Result<(), TransformError> {
+        let bad = |why: String| TransformError::decode(format, format!("compound file: {why}"));
+        let cfb = Cfb::parse(data).map_err(bad)?;
+        // A VBA project makes calamine read further streams by name, and inflate its "dir"
+        // and module streams without a bound (its decompressor makes up to about 2000 bytes
+        // of each compressed byte): check every stream, and refuse projects whose streams
+        // could inflate past half the allocation limit.
+        if cfb.entries.iter().any(|e| e.name == "_VBA_PROJECT_CUR") {
+            let mut total: u64 = 0;
+            for e in cfb.entries.iter().skip(1).filter(|e| e.len > 0) {
+                cfb.stream(e).map_err(bad)?;
+                if e.name != "Workbook" && e.name != "Book" {
+                    total += e.len;
+                }
+            }
+            if total.saturating_mul(2048) > limits.max_alloc_bytes / 2 {
+                return Err(TransformError::Limit(format!(
+                    "xls macro project of {total} bytes could inflate past the limit"
+                )));
+            }
+        }
+        let book = cfb.entry("Workbook").or_else(|| cfb.entry("Book"));
+        let Some(book) = book else {
+            return Ok(()); // calamine reports the missing stream
+        };
+        let wb = cfb.stream(book).map_err(bad)?;
+        check_cells(&wb, max_cells, limits)
+    }
+
+    /// BIFF records of `wb` from `pos`, as (type, data), until the end or a short record.
+    fn records(wb: &[u8], pos: usize) -> impl Iterator<Item = (u16, &[u8])> {
+        let mut rest = wb.get(pos..).unwrap_or_default();
+        std::iter::from_fn(move || {
+            let typ = u16_at(rest, 0)?;
+            let len = u16_at(rest, 2)? as usize;
+            let data = rest.get(4..4 + len)?;
+            rest = &rest[4 + len..];
+            Some((typ, data))
+        })
+    }
+
+    /// Each sheet's cells (and its DIMENSIONS record, which calamine reserves space for) must
+    /// span at most `max_cells`, computed with calamine's own (wrapping) arithmetic.
+    fn check_cells(wb: &[u8], max_cells: u64, limits: &Limits) -> Result<(), TransformError> {
+        let mut ticker = Ticker::new(limits);
+        let mut sheets = Vec::new();
+        for (typ, d) in records(wb, 0) {
+            ticker.tick()?;
+            match typ {
+                0x0085 => sheets.extend(u32_at(d, 0)),
+                0x000A => break,
+                _ => {}
+            }
+        }
+        let too_big = |what: &str, cells: u64| {
+            TransformError::Limit(format!(
+                "xls sheet {what} spans {cells} cells, limit {max_cells}"
+            ))
+        };
+        for pos in sheets {
+            let mut bbox: Option<(u32, u32, u32, u32)> = None;
+            let mut add = |r: u32, c: u32| {
+                let b = bbox.get_or_insert((r, r, c, c));
+                *b = (b.0.min(r), b.1.max(r), b.2.min(c), b.3.max(c));
+            };
+            for (typ, d) in records(wb, pos as usize) {
+                ticker.tick()?;
+                let rc = || Some((u32::from(u16_at(d, 0)?), u32::from(u16_at(d, 2)?)));
+                match typ {
+                    0x0200 => {
+                        let (rf, rl, cf, cl) = match d.len() {
+                            10 => (
+                                u32::from(u16_at(d, 0).unwrap_or(0)),
+                                u32::from(u16_at(d, 2).unwrap_or(0)),
+                                u32::from(u16_at(d, 4).unwrap_or(0)),
+                                u32::from(u16_at(d, 6).unwrap_or(0)),
+                            ),
+                            14 => (
+                                u32_at(d, 0).unwrap_or(0),
+                                u32_at(d, 4).unwrap_or(0),
+                                u32::from(u16_at(d, 8).unwrap_or(0)),
+                                u32::from(u16_at(d, 10).unwrap_or(0)),
+                            ),
+                            _ => continue,
+                        };
+                        let cf = if cf > 0xFF || cl < cf { 0 } else { cf };
+                        if rl >= 1 && cl >= 1 {
+                            let rows = (rl - 1).wrapping_sub(rf).wrapping_add(1);
+                            let cols = (cl - 1).wrapping_sub(cf).wrapping_add(1);
+                            let cells = u64::from(rows) * u64::from(cols);
+                            if cells > max_cells {
+                                return Err(too_big("dimensions", cells));
+                            }
+                        }
+                    }
+                    0x0203 | 0x0204 | 0x0205 | 0x027E | 0x00FD | 0x0006 => {
+                        if let Some((r, c)) = rc() {
+                            add(r, c);
+                        }
+                    }
+                    0x00BD if d.len() >= 6 => {
+                        let r = u32::from(u16_at(d, 0).unwrap_or(0));
+                        add(r, u32::from(u16_at(d, 2).unwrap_or(0)));
+                        add(r, u32::from(u16_at(d, d.len() - 2).unwrap_or(0)));
+                    }
+                    0x000A => break,
+                    _ => {}
+                }
+            }
+            if let Some((r0, r1, c0, c1)) = bbox {
+                let cells = u64::from(r1 - r0 + 1) * u64::from(c1 - c0 + 1);
+                if cells > max_cells {
+                    return Err(too_big("cells", cells));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn column_line(c: &Column, with_stats: bool) -> String {
@@ -644,9 +1189,8 @@ fn workbook_apply(
     budget: usize,
 ) -> Result<Produced, TransformError> {
     let (text, note) = if input.stage >= 1 {
-        let data = super::util::read_bounded(input.path, limits.max_text_scan_bytes)?.0;
         (
-            compact_workbook_text(&String::from_utf8_lossy(&data), budget),
+            compact_workbook_text(&read_summary(input.path)?, budget),
             "workbook schema".to_string(),
         )
     } else {
@@ -710,10 +1254,54 @@ pub(crate) fn apply(
 mod tests {
     use super::*;
 
+    fn dt(v: f64, is_1904: bool) -> String {
+        excel_datetime(&ExcelDateTime::new(
+            v,
+            calamine::ExcelDateTimeType::DateTime,
+            is_1904,
+        ))
+    }
+
     #[test]
-    fn excel_serials() {
-        assert_eq!(excel_date(45352.0), "2024-03-01");
-        assert_eq!(excel_date(45352.5), "2024-03-01T12:00:00");
+    fn excel_serials_in_both_date_systems() {
+        assert_eq!(dt(45352.0, false), "2024-03-01");
+        assert_eq!(dt(45352.5, false), "2024-03-01T12:00:00");
+        // The same day is 1462 days earlier in the 1904 system.
+        assert_eq!(dt(45352.0 - 1462.0, true), "2024-03-01");
+        assert_eq!(dt(1.0, true), "1904-01-02");
+        assert_eq!(dt(61.0, false), "1900-03-01");
+        assert_eq!(dt(0.75, false), "18:00:00");
+        assert_eq!(dt(-5.0, false), "-5");
+        assert_eq!(dt(1e12, false), "1000000000000");
+        let d = ExcelDateTime::new(1.5, calamine::ExcelDateTimeType::TimeDelta, false);
+        assert_eq!(excel_duration(&d), "36:00:00");
+    }
+
+    #[test]
+    fn common_date_spellings_become_iso() {
+        for (s, iso) in [
+            ("2024-03-01", "2024-03-01"),
+            ("2024-03-01T10:20:30Z", "2024-03-01T10:20:30Z"),
+            ("2024/3/1", "2024-03-01"),
+            ("19-Sep-03", "2003-09-19"),
+            ("1 March 1999", "1999-03-01"),
+            ("3/1/2024", "2024-03-01"),
+            ("25/12/2023", "2023-12-25"),
+            ("01.03.2024", "2024-03-01"),
+            ("29-Feb-2024", "2024-02-29"),
+        ] {
+            assert_eq!(iso_date(s).as_deref(), Some(iso), "{s}");
+        }
+        for s in [
+            "29-Feb-2023",
+            "13/13/2024",
+            "1-Foo-2020",
+            "1.2",
+            "a-b-c",
+            "2024-13-01",
+        ] {
+            assert_eq!(iso_date(s), None, "{s}");
+        }
     }
 
     #[test]

@@ -202,7 +202,17 @@ fn corpus_text() {
             "{p:?} chained is {}",
             chained.bytes.len()
         );
-        assert!(s1.bytes.len() >= s2.bytes.len(), "{p:?}");
+        // Each artifact smaller than the one before (the 280-byte sources note fits whole in
+        // both budgets, so its two summaries may be equal).
+        if size > 2048 {
+            assert!(s2.bytes.len() < s1.bytes.len(), "{p:?}");
+            assert!(chained.bytes.len() < s1.bytes.len(), "{p:?}");
+        } else {
+            assert!(s2.bytes.len() <= s1.bytes.len(), "{p:?}");
+        }
+        for r in [&s1, &s2, &chained] {
+            assert!(std::str::from_utf8(&r.bytes).is_ok(), "{p:?}");
+        }
     }
 }
 
@@ -287,6 +297,8 @@ fn corpus_sheets() {
             s2.bytes.len() <= 2048 && chained.bytes.len() <= 2048,
             "{p:?}"
         );
+        assert!(s2.bytes.len() < s1.bytes.len(), "{p:?}");
+        assert!(chained.bytes.len() < s1.bytes.len(), "{p:?}");
         let columns: Vec<String> = match d.format.as_str() {
             "text/csv" | detect::MIME_TSV => {
                 let delim = if d.format == "text/csv" { b',' } else { b'\t' };
@@ -341,22 +353,46 @@ fn corpus_documents() {
         }
         let t1 = String::from_utf8(s1.bytes.clone()).unwrap();
         assert!(t1.len() <= 8192 && s2.bytes.len() <= 2048 && chained.bytes.len() <= 2048);
+        assert!(s2.bytes.len() < s1.bytes.len(), "{p:?}");
         assert!(t1.contains("text:\n"), "{p:?} has text:\n{t1}");
+        let t2 = String::from_utf8(s2.bytes).unwrap();
+        // (title, author, first heading) where the file has them.
         let name = name_of(&p);
-        if name.ends_with(".docx") {
-            assert!(t1.contains("title: Quarterly operations report 1"), "{t1}");
-            assert!(t1.contains("Section 1: Roadmap"));
+        let (title, author, heading) = match name.rsplit_once('.').unwrap().1 {
+            "docx" => (
+                Some("Quarterly operations report 1"),
+                Some("Operations"),
+                Some("Quarterly operations report 1"),
+            ),
+            "pptx" => (None, None, Some("1. Slide 1: Risks")),
+            "pdf" => (Some("License handbook 1"), Some("Legal"), None),
+            other => panic!("no expectation for {other}"),
+        };
+        for (key, value) in [("title", title), ("author", author)] {
+            if let Some(v) = value {
+                let line = format!("{key}: {v}\n");
+                assert!(t1.contains(&line) && t2.contains(&line), "{p:?} {key}");
+            }
         }
-        if name.ends_with(".pptx") {
+        if let Some(h) = heading {
+            assert!(t1.contains(&format!("headings:\n  {h}\n")), "{t1}");
+            assert!(t1.contains(&format!("text:\n## {h}\n")) || name.ends_with(".docx"));
+        }
+        if name.ends_with(".docx") {
             assert!(
-                t1.contains("slides: ") && t1.contains("  1. Slide 1: Risks"),
-                "{t1}"
+                t1.contains("  Section 1: Roadmap\n") && t1.contains("## Section 1: Roadmap\n")
             );
         }
-        if name.ends_with(".pdf") {
-            assert!(t1.contains("pages: 4"), "{t1}");
+        if name.ends_with(".pptx") {
+            assert!(t1.contains("slides: 8\n"), "{t1}");
         }
-        let t2 = String::from_utf8(s2.bytes).unwrap();
+        if name.ends_with(".pdf") {
+            assert!(
+                t1.contains("pages: 4\n") && t1.contains("## page 1\n"),
+                "{t1}"
+            );
+            assert!(t1.contains("Apache License"), "{t1}");
+        }
         assert!(t2.contains("first paragraph: "), "{t2}");
         assert_eq!(t2, String::from_utf8(chained.bytes).unwrap());
     }
@@ -631,4 +667,943 @@ fn lying_zip_sizes_are_caught() {
         "{:?}",
         r.map(|r| r.produced)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generated hostile inputs (fixed seed)
+
+/// xorshift64*: the same "random" cuts and corruptions on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// A hostile input must end in Limit or Decode, or give a sane (parseable) fallback; a
+/// decoder panic (caught by `apply`) fails the test, and so does taking long.
+fn assert_bounded(what: &str, r: &Result<Run, TransformError>, started: std::time::Instant) {
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{what} took {:?}",
+        started.elapsed()
+    );
+    match r {
+        Ok(run) if run.produced.format == "application/json" => {
+            serde_json::from_slice::<serde_json::Value>(&run.bytes)
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+        }
+        Ok(run) if run.produced.format == "text/csv" => {
+            parse_csv(&run.bytes);
+        }
+        Ok(_) => {}
+        Err(TransformError::Decode { reason, .. }) => {
+            assert_ne!(reason, "decoder panicked", "{what}");
+        }
+        Err(TransformError::Limit(_)) => {}
+        Err(e) => panic!("{what}: unexpected {e}"),
+    }
+}
+
+fn detected(kind: Kind, format: &str) -> Detected {
+    Detected {
+        kind,
+        format: format.to_string(),
+    }
+}
+
+const ODS_MIME: &str = "application/vnd.oasis.opendocument.spreadsheet";
+
+fn ods_zip(path: &Path, content: &str) {
+    let manifest = r#"<?xml version="1.0"?><manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"><manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/><manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/></manifest:manifest>"#;
+    write_zip(
+        path,
+        &[
+            ("mimetype", ODS_MIME.as_bytes().to_vec()),
+            ("META-INF/manifest.xml", manifest.as_bytes().to_vec()),
+            ("content.xml", content.as_bytes().to_vec()),
+        ],
+    );
+}
+
+fn ods_content(rows: &str) -> String {
+    format!(
+        r#"<?xml version="1.0"?><office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"><office:body><office:spreadsheet><table:table table:name="data">{rows}</table:table></office:spreadsheet></office:body></office:document-content>"#
+    )
+}
+
+fn ods_row(cells: &[(&str, &str)]) -> String {
+    let mut r = String::from("<table:table-row>");
+    for (ty, v) in cells {
+        if *ty == "string" {
+            r.push_str(&format!(
+                r#"<table:table-cell office:value-type="string"><text:p>{v}</text:p></table:table-cell>"#
+            ));
+        } else {
+            // Numbers carry office:value, dates office:date-value.
+            let attr = if *ty == "float" {
+                "value"
+            } else {
+                "date-value"
+            };
+            r.push_str(&format!(
+                r#"<table:table-cell office:value-type="{ty}" office:{attr}="{v}"><text:p>{v}</text:p></table:table-cell>"#
+            ));
+        }
+    }
+    r.push_str("</table:table-row>");
+    r
+}
+
+fn valid_ods(path: &Path) {
+    let mut rows = ods_row(&[("string", "city"), ("string", "temp"), ("string", "day")]);
+    for i in 0..30 {
+        rows.push_str(&ods_row(&[
+            ("string", ["Oslo", "Lima", "Pune"][i % 3]),
+            ("float", &format!("{}.5", i % 17)),
+            ("date", &format!("2024-02-{:02}", i % 28 + 1)),
+        ]));
+    }
+    ods_zip(path, &ods_content(&rows));
+}
+
+/// A minimal xlsx: one sheet with `sheet_data` (the inside of <sheetData>), optional
+/// date1904, and style 1 a date format.
+fn xlsx_zip(path: &Path, sheet_data: &str, date1904: bool) {
+    let pr = if date1904 {
+        r#"<workbookPr date1904="1"/>"#
+    } else {
+        "<workbookPr/>"
+    };
+    let workbook = format!(
+        r#"<?xml version="1.0"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">{pr}<sheets><sheet name="s" sheetId="1" r:id="rId1"/></sheets></workbook>"#
+    );
+    let rels = r#"<?xml version="1.0"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>"#;
+    let styles = r#"<?xml version="1.0"?><styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><cellXfs count="2"><xf numFmtId="0"/><xf numFmtId="14" applyNumberFormat="1"/></cellXfs></styleSheet>"#;
+    let sheet = format!(
+        r#"<?xml version="1.0"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>{sheet_data}</sheetData></worksheet>"#
+    );
+    write_zip(
+        path,
+        &[
+            ("xl/workbook.xml", workbook.into_bytes()),
+            ("xl/_rels/workbook.xml.rels", rels.as_bytes().to_vec()),
+            ("xl/styles.xml", styles.as_bytes().to_vec()),
+            ("xl/worksheets/sheet1.xml", sheet.into_bytes()),
+        ],
+    );
+}
+
+fn inline(cell: &str, s: &str) -> String {
+    format!(r#"<c r="{cell}" t="inlineStr"><is><t>{s}</t></is></c>"#)
+}
+
+/// One PDF with the given objects (numbered from 1; object 1 must be the catalog).
+fn pdf_file(objs: &[Vec<u8>]) -> Vec<u8> {
+    let mut pdf = b"%PDF-1.5\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(o);
+        pdf.extend_from_slice(b"\nendobj\n");
+    }
+    let xref = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes());
+    for o in offsets {
+        pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R /Info 5 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objs.len() + 1
+        )
+        .as_bytes(),
+    );
+    pdf
+}
+
+fn stream_obj(dict: &str, body: &[u8]) -> Vec<u8> {
+    let mut s = format!("<< /Length {} {dict} >>\nstream\n", body.len()).into_bytes();
+    s.extend_from_slice(body);
+    s.extend_from_slice(b"\nendstream");
+    s
+}
+
+/// A one-page PDF whose page content is `content` (its stream dictionary extras in `dict`).
+fn one_page_pdf(dict: &str, content: &[u8]) -> Vec<u8> {
+    pdf_file(&[
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] /Contents 4 0 R >>".to_vec(),
+        stream_obj(dict, content),
+        b"<< /Title (Hostile) /Author (Test) >>".to_vec(),
+    ])
+}
+
+/// Raw deflate of `mib` MiB of zeros, written without ever holding them: one MiB is
+/// compressed once (ending on a byte boundary), its blocks repeated, then a final empty
+/// block. Returns the compressed length.
+fn deflate_zeros(mib: u64, w: &mut impl Write) -> u64 {
+    let mut enc = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&vec![0u8; 1 << 20]).unwrap();
+    enc.flush().unwrap();
+    let block = enc.get_ref().clone();
+    for _ in 0..mib {
+        w.write_all(&block).unwrap();
+    }
+    w.write_all(&[0x01, 0x00, 0x00, 0xFF, 0xFF]).unwrap();
+    block.len() as u64 * mib + 5
+}
+
+/// zlib stream (header, raw deflate; the checksum is never reached) of `mib` MiB of zeros.
+fn zlib_zeros(mib: u64) -> Vec<u8> {
+    let mut z = vec![0x78, 0xDA];
+    deflate_zeros(mib, &mut z);
+    z.extend_from_slice(&[0, 0, 0, 0]);
+    z
+}
+
+/// A one-entry zip written by hand, so the entry can inflate to far more than the test
+/// holds in memory and its declared size can lie.
+fn zip_one_deflated(path: &Path, name: &str, mib: u64, declared: u32) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let header = |sig: u32, central: bool, csize: u32| {
+        let mut h = sig.to_le_bytes().to_vec();
+        if central {
+            h.extend_from_slice(&20u16.to_le_bytes()); // made by
+        }
+        h.extend_from_slice(&20u16.to_le_bytes()); // needed
+        h.extend_from_slice(&0u16.to_le_bytes()); // flags
+        h.extend_from_slice(&8u16.to_le_bytes()); // deflate
+        h.extend_from_slice(&0u16.to_le_bytes()); // time
+        h.extend_from_slice(&0x21u16.to_le_bytes()); // date
+        h.extend_from_slice(&0u32.to_le_bytes()); // crc (never checked: reading stops first)
+        h.extend_from_slice(&csize.to_le_bytes());
+        h.extend_from_slice(&declared.to_le_bytes());
+        h.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        h.extend_from_slice(&0u16.to_le_bytes()); // extra
+        if central {
+            h.extend_from_slice(&[0; 8]); // comment, disk, internal attributes
+            h.extend_from_slice(&0u32.to_le_bytes()); // external attributes
+            h.extend_from_slice(&0u32.to_le_bytes()); // local header offset
+        }
+        h.extend_from_slice(name.as_bytes());
+        h
+    };
+    // The compressed size goes in the local header first, so measure it on a sink.
+    let csize = deflate_zeros(mib, &mut std::io::sink()) as u32;
+    let local = header(0x0403_4b50, false, csize);
+    f.write_all(&local).unwrap();
+    deflate_zeros(mib, &mut f);
+    let central = header(0x0201_4b50, true, csize);
+    let cd_offset = local.len() as u32 + csize;
+    f.write_all(&central).unwrap();
+    let mut end = 0x0605_4b50u32.to_le_bytes().to_vec();
+    end.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]);
+    end.extend_from_slice(&(central.len() as u32).to_le_bytes());
+    end.extend_from_slice(&cd_offset.to_le_bytes());
+    end.extend_from_slice(&0u16.to_le_bytes());
+    f.write_all(&end).unwrap();
+    f.flush().unwrap();
+}
+
+#[test]
+fn hostile_truncated_and_corrupted_files_of_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    // Sources: corpus files and generated ones for kinds the corpus lacks.
+    let mut sources: Vec<(PathBuf, Detected)> = [
+        "docs/report-1.docx",
+        "docs/deck-1.pptx",
+        "docs/handbook-1.pdf",
+        "sheets/inventory-1.xlsx",
+        "sheets/readings-1.xls",
+        "sheets/msft.csv",
+        "sheets/orders-1.tsv",
+        "text/catalog-1.json",
+        "text/service-1.log",
+        "text/notes-1.md",
+    ]
+    .iter()
+    .map(|rel| {
+        let p = PathBuf::from(format!("{CORPUS}/{rel}"));
+        let d = detect_file(&p);
+        (p, d)
+    })
+    .collect();
+    let ods = src.join("gen.ods");
+    valid_ods(&ods);
+    sources.push((ods, detected(Kind::Spreadsheet, ODS_MIME)));
+    let odt = src.join("gen.odt");
+    let content = r#"<office:document-content xmlns:office="o" xmlns:text="t"><office:body><office:text><text:h>Heading</text:h><text:p>Some paragraph text here.</text:p></office:text></office:body></office:document-content>"#;
+    write_zip(
+        &odt,
+        &[
+            ("mimetype", detect::MIME_ODT.as_bytes().to_vec()),
+            ("content.xml", content.as_bytes().to_vec()),
+        ],
+    );
+    sources.push((odt, detected(Kind::Document, detect::MIME_ODT)));
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let mut runs = 0;
+    for (p, d) in &sources {
+        let data = std::fs::read(p).unwrap();
+        let name = name_of(p);
+        let mut variants: Vec<Vec<u8>> = vec![Vec::new(), data[..data.len().min(10)].to_vec()];
+        for _ in 0..3 {
+            variants.push(data[..rng.below(data.len())].to_vec());
+        }
+        for _ in 0..3 {
+            // Scattered byte corruption, and one zeroed run.
+            let mut bad = data.clone();
+            for _ in 0..1 + rng.below(16) {
+                let i = rng.below(bad.len());
+                bad[i] = rng.next() as u8;
+            }
+            let at = rng.below(bad.len());
+            let end = (at + rng.below(4096)).min(bad.len());
+            bad[at..end].fill(0);
+            variants.push(bad);
+        }
+        for (k, v) in variants.iter().enumerate() {
+            let path = dir.path().join(&name);
+            std::fs::write(&path, v).unwrap();
+            for target in [1, 2] {
+                let t = std::time::Instant::now();
+                let r = run(target, &path, &name, d, 0, &Limits::default());
+                assert_bounded(&format!("{name} variant {k} stage {target}"), &r, t);
+                runs += 1;
+            }
+        }
+    }
+    assert!(runs >= 12 * 8 * 2);
+}
+
+#[test]
+fn xlsx_sheet_inflating_to_1gib_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = detected(Kind::Spreadsheet, detect::MIME_XLSX);
+    // Declared honestly (1 GiB), and declared as 1000 bytes.
+    for declared in [1u32 << 30, 1000] {
+        let p = dir.path().join("bomb.xlsx");
+        zip_one_deflated(&p, "xl/worksheets/sheet1.xml", 1024, declared);
+        assert!(std::fs::metadata(&p).unwrap().len() < 4 << 20);
+        let t = std::time::Instant::now();
+        let r = run(1, &p, "bomb.xlsx", &d, 0, &Limits::default());
+        assert!(
+            matches!(r, Err(TransformError::Limit(_))),
+            "declared {declared}: {:?}",
+            r.map(|r| r.produced)
+        );
+        assert!(t.elapsed().as_secs() < 5, "{:?}", t.elapsed());
+    }
+}
+
+#[test]
+fn xlsx_1904_dates_come_out_as_iso() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = detected(Kind::Spreadsheet, detect::MIME_XLSX);
+    // 43830 is 2024-01-01 in the 1904 system and 2019-12-31 in the 1900 system.
+    let data = format!(
+        r#"<row r="1">{}{}</row><row r="2"><c r="A2" s="1"><v>43830</v></c><c r="B2"><v>7</v></c></row><row r="3"><c r="A3" s="1"><v>43831.5</v></c><c r="B3"><v>8</v></c></row>"#,
+        inline("A1", "day"),
+        inline("B1", "n")
+    );
+    for (date1904, first, second) in [
+        (true, "2024-01-01", "2024-01-02T12:00:00"),
+        (false, "2019-12-31", "2020-01-01T12:00:00"),
+    ] {
+        let p = dir.path().join("dates.xlsx");
+        xlsx_zip(&p, &data, date1904);
+        let r = run(1, &p, "dates.xlsx", &d, 0, &Limits::default()).unwrap();
+        let t = String::from_utf8(r.bytes).unwrap();
+        assert!(
+            t.contains(&format!(
+                "- day: date; 2 values, 0 empty; from {first} to {second}"
+            )),
+            "{t}"
+        );
+        assert!(t.contains(&format!("| {first} | 7 |")), "{t}");
+        assert!(!t.contains("43830"), "{t}");
+    }
+}
+
+#[test]
+fn xlsx_cells_far_apart_are_read_cell_by_cell() {
+    // calamine's whole-range reader would lay out 2^20 x 2^14 cells for this sheet.
+    let dir = tempfile::tempdir().unwrap();
+    let d = detected(Kind::Spreadsheet, detect::MIME_XLSX);
+    let data = format!(
+        r#"<row r="1">{}{}</row><row r="2"><c r="A2"><v>1</v></c><c r="XFD2"><v>9</v></c></row><row r="1048576"><c r="B1048576"><v>2</v></c></row>"#,
+        inline("A1", "id"),
+        inline("B1", "name")
+    );
+    let p = dir.path().join("sparse.xlsx");
+    xlsx_zip(&p, &data, false);
+    let t = std::time::Instant::now();
+    let r = run(1, &p, "sparse.xlsx", &d, 0, &Limits::default()).unwrap();
+    assert!(t.elapsed().as_secs() < 5);
+    let text = String::from_utf8(r.bytes).unwrap();
+    // The rows in between are empty rows of the used range; far columns are cut.
+    assert!(
+        text.contains("sheet \"s\": 1048575 rows x 2 columns"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- id: integer; 1 values, 1048574 empty"),
+        "{text}"
+    );
+    assert!(
+        text.contains("- name: integer; 1 values, 1048574 empty"),
+        "{text}"
+    );
+    assert!(text.len() < 4096);
+}
+
+#[test]
+fn ods_is_summarised_and_its_repetition_bomb_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = detected(Kind::Spreadsheet, ODS_MIME);
+    let p = dir.path().join("ok.ods");
+    valid_ods(&p);
+    let r = run(1, &p, "ok.ods", &d, 0, &Limits::default()).unwrap();
+    let t = String::from_utf8(r.bytes).unwrap();
+    assert!(t.contains("sheet \"data\": 30 rows x 3 columns"), "{t}");
+    assert!(
+        t.contains("- temp: float;") && t.contains("- day: date;"),
+        "{t}"
+    );
+    assert!(t.contains("from 2024-02-01 to 2024-02-28"), "{t}");
+    // A thousand-wide row repeated a million times: calamine would expand 10^9 cells.
+    let bomb = ods_content(
+        r#"<table:table-row table:number-rows-repeated="1000000"><table:table-cell office:value-type="float" office:value="1" table:number-columns-repeated="1000"/></table:table-row>"#,
+    );
+    let p = dir.path().join("bomb.ods");
+    ods_zip(&p, &bomb);
+    let t = std::time::Instant::now();
+    let r = run(1, &p, "bomb.ods", &d, 0, &Limits::default());
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
+    assert!(t.elapsed().as_secs() < 5);
+    // Trailing empty repeated rows and columns (as office suites write them) are fine.
+    let mut rows = ods_row(&[("string", "a"), ("float", "1")]);
+    rows.push_str(&ods_row(&[("string", "b"), ("float", "2")]));
+    rows.push_str(r#"<table:table-row table:number-rows-repeated="1048000"><table:table-cell table:number-columns-repeated="1024"/></table:table-row>"#);
+    let p = dir.path().join("tail.ods");
+    ods_zip(&p, &ods_content(&rows));
+    let r = run(2, &p, "tail.ods", &d, 0, &Limits::default()).unwrap();
+    let t = String::from_utf8(r.bytes).unwrap();
+    assert!(t.contains("1 rows x 2 columns"), "{t}");
+}
+
+#[test]
+fn xls_with_lying_structures_is_refused_before_calamine() {
+    let src = std::fs::read(format!("{CORPUS}/sheets/readings-1.xls")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = detected(Kind::Spreadsheet, detect::MIME_XLS);
+    let put32 = |data: &mut Vec<u8>, at: usize, v: u32| {
+        data[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    };
+    let find = |data: &[u8], pat: &[u8]| data.windows(pat.len()).position(|w| w == pat).unwrap();
+    let dims = find(&src, &[0x00, 0x02, 0x0E, 0x00]) + 4;
+    let number = find(&src, &[0x03, 0x02, 0x0E, 0x00]) + 4;
+    let dir_start = u32::from_le_bytes(src[48..52].try_into().unwrap()) as usize;
+    let fat0 = u32::from_le_bytes(src[76..80].try_into().unwrap()) as usize;
+    type Patch<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
+    // (what, patch, whether a Limit rather than a Decode error is expected)
+    let cases: Vec<(&str, Patch<'_>, bool)> = vec![
+        // DIMENSIONS claiming 2^32 rows: calamine reserves rows x columns cells up front.
+        (
+            "dimensions",
+            Box::new(move |x| put32(x, dims + 4, u32::MAX)),
+            true,
+        ),
+        // One cell moved to the last row and column: a dense 65536 x 256 range.
+        (
+            "cell span",
+            Box::new(move |x| {
+                x[number..number + 4].copy_from_slice(&[0xFF, 0xFF, 0xFF, 0x00]);
+            }),
+            true,
+        ),
+        // Header counts and sector numbers beyond the file.
+        ("fat count", Box::new(|x| put32(x, 44, u32::MAX)), false),
+        (
+            "directory sector",
+            Box::new(|x| put32(x, 48, 0x7FFF_FFFF)),
+            false,
+        ),
+        // calamine sizes a buffer from bytes 62..66 (two half fields): 2^32 entries.
+        ("difat size", Box::new(|x| put32(x, 62, u32::MAX)), false),
+        // The directory chain pointing at itself: calamine would follow it forever.
+        (
+            "fat cycle",
+            Box::new(move |x| {
+                let entry = 512 + (fat0 + dir_start / 128) * 512 + (dir_start % 128) * 4;
+                put32(x, entry, dir_start as u32);
+            }),
+            false,
+        ),
+    ];
+    for (what, patch, limit) in cases {
+        let mut data = src.clone();
+        patch(&mut data);
+        let p = dir.path().join("bad.xls");
+        std::fs::write(&p, &data).unwrap();
+        let t = std::time::Instant::now();
+        let r = run(1, &p, "bad.xls", &d, 0, &Limits::default());
+        let ok = if limit {
+            matches!(r, Err(TransformError::Limit(_)))
+        } else {
+            matches!(r, Err(TransformError::Decode { .. }))
+        };
+        assert!(ok, "{what}: {:?}", r.map(|r| r.produced));
+        assert!(t.elapsed().as_secs() < 5, "{what}");
+    }
+    // A macro project whose streams could inflate past the allocation limit.
+    let vba = ole_file(&[
+        ("Workbook", &[0u8; 4096]),
+        ("_VBA_PROJECT_CUR", &[]),
+        ("dir", &vec![7u8; 200_000]),
+    ]);
+    let p = dir.path().join("macro.xls");
+    std::fs::write(&p, &vba).unwrap();
+    let r = run(1, &p, "macro.xls", &d, 0, &Limits::default());
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
+    // The unpatched file passes the same checks.
+    assert!(run(
+        1,
+        &PathBuf::from(format!("{CORPUS}/sheets/readings-1.xls")),
+        "r.xls",
+        &d,
+        0,
+        &Limits::default()
+    )
+    .is_ok());
+}
+
+#[test]
+fn pdf_inflation_bombs_hit_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = detected(Kind::Document, "application/pdf");
+    let p = dir.path().join("bomb.pdf");
+    let check = |name: &str, pdf: &[u8], limits: &Limits| {
+        std::fs::write(&p, pdf).unwrap();
+        let t = std::time::Instant::now();
+        let r = run(1, &p, "bomb.pdf", &d, 0, limits);
+        assert!(
+            matches!(r, Err(TransformError::Limit(_))),
+            "{name}: {:?}",
+            r.map(|r| r.produced)
+        );
+        assert!(t.elapsed().as_secs() < 8, "{name} took {:?}", t.elapsed());
+    };
+    // A content stream inflating to 1 GiB, under the default limits.
+    let gib = zlib_zeros(1024);
+    assert!(gib.len() < 2 << 20);
+    check(
+        "1 GiB flate",
+        &one_page_pdf("/Filter /FlateDecode", &gib),
+        &Limits::default(),
+    );
+    let small = Limits {
+        max_inflated_bytes: 4 << 20,
+        ..Limits::default()
+    };
+    // The same bomb hidden where lopdf decompresses it while loading: an object stream.
+    let objstm = pdf_file(&[
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [] /Count 0 >>".to_vec(),
+        stream_obj(
+            "/Type /ObjStm /N 1 /First 4 /Filter /FlateDecode",
+            &zlib_zeros(64),
+        ),
+    ]);
+    check("object stream", &objstm, &small);
+    // Deflate inside deflate, and ASCII85 around deflate.
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&zlib_zeros(64)).unwrap();
+    let twice = z.finish().unwrap();
+    check(
+        "nested flate",
+        &one_page_pdf("/Filter [/FlateDecode /FlateDecode]", &twice),
+        &small,
+    );
+    let a85 = ascii85(&zlib_zeros(64));
+    check(
+        "ascii85 flate",
+        &one_page_pdf("/Filter [/ASCII85Decode /FlateDecode]", &a85),
+        &small,
+    );
+    // LZW: a run of zeros codes as a few thousand growing codes.
+    let zeros = vec![0u8; 16 << 20];
+    let lzw = weezl::encode::Encoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8)
+        .encode(&zeros)
+        .unwrap();
+    assert!(lzw.len() < zeros.len() / 100);
+    check("lzw", &one_page_pdf("/Filter /LZWDecode", &lzw), &small);
+}
+
+/// ASCII85 encoding with the end marker (the `z` shorthand for zero groups included).
+fn ascii85(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for chunk in data.chunks(4) {
+        let mut g = [0u8; 4];
+        g[..chunk.len()].copy_from_slice(chunk);
+        let v = u32::from_be_bytes(g);
+        if v == 0 && chunk.len() == 4 {
+            out.push(b'z');
+            continue;
+        }
+        let mut digits = [0u8; 5];
+        let mut x = v;
+        for d in digits.iter_mut().rev() {
+            *d = (x % 85) as u8 + b'!';
+            x /= 85;
+        }
+        out.extend_from_slice(&digits[..chunk.len() + 1]);
+    }
+    out.extend_from_slice(b"~>");
+    out
+}
+
+#[test]
+fn pdf_nesting_predictor_and_length_chains_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = detected(Kind::Document, "application/pdf");
+    let p = dir.path().join("x.pdf");
+    let go = |pdf: &[u8]| {
+        std::fs::write(&p, pdf).unwrap();
+        let t = std::time::Instant::now();
+        let r = run(1, &p, "x.pdf", &d, 0, &Limits::default());
+        assert!(t.elapsed().as_secs() < 8, "took {:?}", t.elapsed());
+        r
+    };
+    let nested = |depth: usize| {
+        let mut o = b"<< /Type /Catalog /Pages 2 0 R /X ".to_vec();
+        o.extend(std::iter::repeat_n(b'[', depth));
+        o.extend(std::iter::repeat_n(b']', depth));
+        o.extend_from_slice(b" >>");
+        o
+    };
+    let pages = b"<< /Type /Pages /Kids [] /Count 0 >>".to_vec();
+    // 100000 levels would overflow any thread's stack inside lopdf's parser.
+    let r = go(&pdf_file(&[nested(100_000), pages.clone()]));
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
+    // 2000 levels overflow an 8 MiB stack in a debug build; the big-stack thread copes.
+    let r = go(&pdf_file(&[nested(2000), pages.clone()]));
+    assert_bounded("nested 2000", &r, std::time::Instant::now());
+    // The same nesting inside a compressed content stream.
+    let mut content = vec![b'['; 100_000];
+    content.extend(vec![b']'; 100_000]);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    z.write_all(&content).unwrap();
+    let r = go(&one_page_pdf("/Filter /FlateDecode", &z.finish().unwrap()));
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
+    // A predictor row of 10^12 bytes (escaped name, as lopdf reads it).
+    let r = go(&one_page_pdf(
+        "/Filter /FlateDecode /DecodeParms << /Predictor 12 /Col#75mns 1000000000000 >>",
+        &zlib_zeros(1),
+    ));
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
+    // Streams whose /Length is the next stream, 500 deep: lopdf resolves them recursively.
+    let mut objs = vec![b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(), pages.clone()];
+    for i in 0..500 {
+        let next = i + 4;
+        let mut o = format!("<< /Length {next} 0 R >>\nstream\n").into_bytes();
+        o.extend_from_slice(b"abc\nendstream");
+        objs.push(o);
+    }
+    let r = go(&pdf_file(&objs));
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
+    // An ordinary small PDF still gives its title and text.
+    let r = go(&one_page_pdf(
+        "",
+        b"BT /F1 12 Tf 0 0 Td (Hello there world) Tj ET",
+    ))
+    .unwrap();
+    let t = String::from_utf8(r.bytes).unwrap();
+    assert!(
+        t.contains("title: Hostile") && t.contains("author: Test"),
+        "{t}"
+    );
+}
+
+#[test]
+fn csv_record_that_never_ends_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("endless.csv");
+    let mut data = b"a,b\n1,\"".to_vec();
+    data.extend(std::iter::repeat_n(b'x', 3 << 20));
+    std::fs::write(&p, &data).unwrap();
+    let d = detected(Kind::Spreadsheet, "text/csv");
+    let r = run(1, &p, "endless.csv", &d, 0, &Limits::default());
+    assert!(
+        matches!(r, Err(TransformError::Limit(_))),
+        "{:?}",
+        r.map(|r| r.produced)
+    );
+}
+
+#[test]
+fn tiny_time_limit_stops_text_and_sheet_transforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = Limits {
+        max_transform_time: std::time::Duration::from_millis(1),
+        ..Limits::default()
+    };
+    let mut log = String::new();
+    let mut json = String::from("[");
+    let mut csv = String::from("id,name,score\n");
+    let mut md = String::new();
+    let mut txt = String::new();
+    for i in 0..200_000 {
+        log.push_str(&format!(
+            "2026-01-01T00:00:{:02} {} [w-{}] step {i} done\n",
+            i % 60,
+            ["INFO", "WARN", "ERROR"][i % 3],
+            i % 7
+        ));
+        json.push_str(&format!("{{\"id\":{i},\"tags\":[\"a\",\"b\"]}},"));
+        csv.push_str(&format!("{i},n{i},{}.5\n", i % 100));
+        md.push_str(&format!("Line {i} of prose.\n"));
+        txt.push_str(&format!("Sentence number {i} is here.\n"));
+    }
+    json.push_str("0]");
+    let d = |k, f: &str| detected(k, f);
+    let cases = [
+        ("big.log", log, d(Kind::Text, detect::MIME_LOG)),
+        ("big.json", json, d(Kind::Text, "application/json")),
+        ("big.csv", csv, d(Kind::Spreadsheet, "text/csv")),
+        ("big.md", md, d(Kind::Text, "text/markdown")),
+        ("big.txt", txt, d(Kind::Text, "text/plain")),
+    ];
+    for (name, body, det) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        let r = run(1, &p, name, &det, 0, &tiny);
+        assert!(
+            matches!(r, Err(TransformError::Limit(ref m)) if m.contains("longer than")),
+            "{name}: {:?}",
+            r.map(|r| r.produced)
+        );
+        // With the default limits the same file is summarised.
+        assert!(
+            run(1, &p, name, &det, 0, &Limits::default()).is_ok(),
+            "{name}"
+        );
+    }
+}
+
+/// A minimal compound file (512-byte sectors) holding the given streams, each padded to at
+/// least 4096 bytes (so none lives in the mini stream); an empty one becomes a storage entry.
+fn ole_file(streams: &[(&str, &[u8])]) -> Vec<u8> {
+    const END: u32 = 0xFFFF_FFFE;
+    const FREE: u32 = 0xFFFF_FFFF;
+    let bodies: Vec<Vec<u8>> = streams
+        .iter()
+        .map(|(_, s)| {
+            let mut b = s.to_vec();
+            if !b.is_empty() {
+                b.resize(b.len().max(4096).div_ceil(512) * 512, 0);
+            }
+            b
+        })
+        .collect();
+    let data_sectors: usize = bodies.iter().map(|b| b.len() / 512).sum();
+    let dir_sectors = (streams.len() + 1).div_ceil(4);
+    let fat_sectors = (1 + dir_sectors + data_sectors + 1).div_ceil(127);
+    // Sectors: FAT, then the directory, then each stream in turn.
+    let mut fat: Vec<u32> = vec![0xFFFF_FFFD; fat_sectors];
+    let dir_start = fat.len() as u32;
+    for k in 0..dir_sectors {
+        fat.push(if k + 1 < dir_sectors {
+            dir_start + k as u32 + 1
+        } else {
+            END
+        });
+    }
+    let mut starts = Vec::new();
+    for b in &bodies {
+        let n = b.len() / 512;
+        let first = fat.len() as u32;
+        starts.push(if n == 0 { END } else { first });
+        for k in 0..n {
+            fat.push(if k + 1 < n { first + k as u32 + 1 } else { END });
+        }
+    }
+    fat.resize(fat_sectors * 128, FREE);
+    let mut h = vec![0u8; 512];
+    h[..8].copy_from_slice(&[0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1]);
+    let put16 = |b: &mut [u8], at: usize, v: u16| b[at..at + 2].copy_from_slice(&v.to_le_bytes());
+    let put32 = |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    put16(&mut h, 24, 0x3E);
+    put16(&mut h, 26, 3);
+    put16(&mut h, 28, 0xFFFE);
+    put16(&mut h, 30, 9);
+    put16(&mut h, 32, 6);
+    put32(&mut h, 44, fat_sectors as u32);
+    put32(&mut h, 48, dir_start);
+    put32(&mut h, 56, 4096);
+    put32(&mut h, 60, END); // no mini FAT
+    put32(&mut h, 68, END); // no DIFAT sectors
+    for i in 0..109 {
+        put32(
+            &mut h,
+            76 + 4 * i,
+            if i < fat_sectors { i as u32 } else { FREE },
+        );
+    }
+    let entry = |name: &str, ty: u8, start: u32, len: u32| {
+        let mut e = vec![0u8; 128];
+        let units: Vec<u16> = name.encode_utf16().collect();
+        for (i, u) in units.iter().enumerate() {
+            e[2 * i..2 * i + 2].copy_from_slice(&u.to_le_bytes());
+        }
+        e[64..66].copy_from_slice(&((units.len() as u16 + 1) * 2).to_le_bytes());
+        e[66] = ty;
+        e[68..80].copy_from_slice(&[0xFF; 12]); // no siblings or child
+        e[116..120].copy_from_slice(&start.to_le_bytes());
+        e[120..124].copy_from_slice(&len.to_le_bytes());
+        e
+    };
+    let mut dir = entry("Root Entry", 5, END, 0);
+    dir[76..80].copy_from_slice(&1u32.to_le_bytes()); // child: entry 1
+    for (((name, _), b), start) in streams.iter().zip(&bodies).zip(&starts) {
+        let ty = if b.is_empty() { 1 } else { 2 };
+        dir.extend(entry(name, ty, *start, b.len() as u32));
+    }
+    dir.resize(dir_sectors * 512, 0);
+    let mut out = h;
+    out.extend(fat.iter().flat_map(|v| v.to_le_bytes()));
+    out.extend(dir);
+    for b in bodies {
+        out.extend(b);
+    }
+    out
+}
+
+/// A SummaryInformation property set: title, author (8-bit strings), page count, creation
+/// time.
+fn summary_information(title: &str, author: &str, pages: i32) -> Vec<u8> {
+    let mut props: Vec<(u32, Vec<u8>)> = Vec::new();
+    let lpstr = |s: &str| {
+        let mut v = 0x1Eu32.to_le_bytes().to_vec();
+        v.extend(((s.len() + 1) as u32).to_le_bytes());
+        v.extend(s.as_bytes());
+        v.push(0);
+        v.resize(v.len().div_ceil(4) * 4, 0);
+        v
+    };
+    props.push((2, lpstr(title)));
+    props.push((4, lpstr(author)));
+    let mut pc = 3u32.to_le_bytes().to_vec();
+    pc.extend(pages.to_le_bytes());
+    props.push((14, pc));
+    // 2024-03-01T12:00:00Z as a FILETIME.
+    let mut ft = 0x40u32.to_le_bytes().to_vec();
+    ft.extend(((1_709_294_400u64 + 11_644_473_600) * 10_000_000).to_le_bytes());
+    props.push((12, ft));
+    let table = 8 + 8 * props.len();
+    let mut set = Vec::new();
+    let mut values: Vec<u8> = Vec::new();
+    let mut index = Vec::new();
+    for (pid, v) in &props {
+        index.extend(pid.to_le_bytes());
+        index.extend(((table + values.len()) as u32).to_le_bytes());
+        values.extend(v);
+    }
+    set.extend(((table + values.len()) as u32).to_le_bytes());
+    set.extend((props.len() as u32).to_le_bytes());
+    set.extend(index);
+    set.extend(values);
+    let mut s = vec![0xFE, 0xFF, 0, 0, 0x0A, 0, 2, 0];
+    s.extend([0u8; 16]); // CLSID
+    s.extend(1u32.to_le_bytes()); // one property set
+    s.extend([
+        0xE0, 0x85, 0x9F, 0xF2, 0xF9, 0x4F, 0x68, 0x10, 0xAB, 0x91, 0x08, 0x00, 0x2B, 0x27, 0xB3,
+        0xD9,
+    ]);
+    s.extend(48u32.to_le_bytes());
+    s.extend(set);
+    s
+}
+
+#[test]
+fn legacy_doc_metadata_comes_from_summary_information() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("old.doc");
+    let mut data = ole_file(&[(
+        "\u{5}SummaryInformation",
+        &summary_information("Budget memo", "Grace", 3),
+    )]);
+    for c in "Quarterly budget figures follow".encode_utf16() {
+        data.extend_from_slice(&c.to_le_bytes());
+    }
+    std::fs::write(&p, &data).unwrap();
+    let d = detected(Kind::Document, detect::MIME_DOC);
+    let r = run(1, &p, "old.doc", &d, 0, &Limits::default()).unwrap();
+    let t = String::from_utf8(r.bytes).unwrap();
+    for line in [
+        "title: Budget memo\n",
+        "author: Grace\n",
+        "pages: 3\n",
+        "created: 2024-03-01T12:00:00\n",
+    ] {
+        assert!(t.contains(line), "{line}: {t}");
+    }
+    assert!(t.contains("Quarterly budget figures follow"), "{t}");
+    let r2 = run(2, &p, "old.doc", &d, 0, &Limits::default()).unwrap();
+    let t2 = String::from_utf8(r2.bytes).unwrap();
+    assert!(
+        t2.contains("title: Budget memo\n") && t2.len() <= 2048,
+        "{t2}"
+    );
+    // A looping stream chain loses the metadata, a looping directory chain the structure;
+    // both still get a summary of printable strings.
+    for (sector, unreadable) in [(2usize, false), (1, true)] {
+        let mut bad = data.clone();
+        bad[512 + 4 * sector..512 + 4 * sector + 4].copy_from_slice(&(sector as u32).to_le_bytes());
+        std::fs::write(&p, &bad).unwrap();
+        let t = std::time::Instant::now();
+        let r = run(1, &p, "old.doc", &d, 0, &Limits::default()).unwrap();
+        assert!(t.elapsed().as_secs() < 5);
+        let t = String::from_utf8(r.bytes).unwrap();
+        assert!(!t.contains("title:"), "{t}");
+        assert_eq!(t.contains("structure: unreadable"), unreadable, "{t}");
+        assert!(t.contains("Quarterly budget figures follow"), "{t}");
+    }
 }

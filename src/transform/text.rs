@@ -9,12 +9,13 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
 
-use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
 use super::detect::MIME_LOG;
 use super::util::{
-    clip, clip_ellipsis, ext, file_len, fit_lines, squash_ws, write_out, LineReader, NumStats,
+    clip, clip_ellipsis, ext, file_len, fit_lines, read_summary, squash_ws, write_out, LineReader,
+    LossyUtf8, NumStats, Ticker, SUMMARY_READ_CAP,
 };
 use super::{Encoding, Input, Limits, Produced, TransformError};
 
@@ -25,6 +26,7 @@ pub const STAGE1_STRUCT_BUDGET: usize = 16 * 1024;
 /// Every stage-2 text is at most this long.
 pub const STAGE2_BUDGET: usize = 2048;
 const LOG_HEADER: &str = "# log summary";
+const PLAIN_HEADER: &str = "[summary of ";
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Sub {
@@ -50,11 +52,11 @@ fn sub_type(input: &Input<'_>) -> Sub {
     }
 }
 
-fn starts_with_log_header(path: &Path) -> bool {
-    let mut head = [0u8; LOG_HEADER.len()];
+fn starts_with(path: &Path, prefix: &str) -> bool {
+    let mut head = vec![0u8; prefix.len()];
     File::open(path)
         .and_then(|mut f| f.read_exact(&mut head))
-        .map(|_| head == LOG_HEADER.as_bytes())
+        .map(|_| head == prefix.as_bytes())
         .unwrap_or(false)
 }
 
@@ -66,7 +68,7 @@ pub(crate) fn apply(
 ) -> Result<Produced, TransformError> {
     let input_len = file_len(input.path)?;
     let mut sub = sub_type(input);
-    if input.stage >= 1 && sub == Sub::Plain && starts_with_log_header(input.path) {
+    if input.stage >= 1 && sub == Sub::Plain && starts_with(input.path, LOG_HEADER) {
         sub = Sub::Log;
     }
     // Keep summaries strictly smaller than inputs that are more than a few hundred bytes.
@@ -90,7 +92,7 @@ pub(crate) fn apply(
     let (bytes, format, note) = match sub {
         Sub::Json => {
             let v = if input.stage >= 1 {
-                read_summary_json(input.path, limits)?
+                read_summary_json(input.path)?
             } else {
                 json_shape(input, limits)?
             };
@@ -100,16 +102,16 @@ pub(crate) fn apply(
         }
         Sub::Log => {
             let s = if input.stage >= 1 {
-                let (data, _) = super::util::read_bounded(input.path, limits.max_text_scan_bytes)?;
-                String::from_utf8_lossy(&data).into_owned()
+                read_summary(input.path)?
             } else {
                 log_summary(input, limits, cap(STAGE1_STRUCT_BUDGET))?
             };
-            (
-                fit_lines(&s, budget).into_bytes(),
-                "text/plain",
-                "log digest".to_string(),
-            )
+            let s = if target >= 2 {
+                compact_log(&s, budget)
+            } else {
+                fit_lines(&s, budget)
+            };
+            (s.into_bytes(), "text/plain", "log digest".to_string())
         }
         Sub::Markdown => {
             let s = markdown_summary(input.path, limits, budget)?;
@@ -120,7 +122,11 @@ pub(crate) fn apply(
             )
         }
         Sub::Plain => {
-            let s = plain_summary(input.path, input.name, limits, budget)?;
+            let s = if input.stage >= 1 && starts_with(input.path, PLAIN_HEADER) {
+                compact_plain(&read_summary(input.path)?, budget)
+            } else {
+                plain_summary(input.path, input.name, limits, budget)?
+            };
             (s.into_bytes(), "text/plain", "text extract".to_string())
         }
     };
@@ -160,14 +166,41 @@ const MAX_NODES: usize = 4096;
 const SAMPLES: usize = 3;
 const DEPTH_MSG: &str = "json nesting deeper than";
 
-struct Ctx {
+struct Ctx<'a> {
     nodes: usize,
     max_depth: usize,
+    ticker: Ticker<'a>,
+    /// Why the walk stopped early (depth or time); the serde error only carries a message.
+    stop: Option<TransformError>,
 }
 
-struct Seed<'a> {
+impl Ctx<'_> {
+    /// Counts one value; Err once the deadline passed.
+    fn tick<E: serde::de::Error>(&mut self) -> Result<(), E> {
+        match self.ticker.tick() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.stop = Some(e);
+                Err(E::custom("stopped"))
+            }
+        }
+    }
+
+    fn deeper<E: serde::de::Error>(&mut self, depth: usize) -> Result<(), E> {
+        if depth < self.max_depth {
+            return Ok(());
+        }
+        self.stop = Some(TransformError::Limit(format!(
+            "{DEPTH_MSG} {}",
+            self.max_depth
+        )));
+        Err(E::custom("stopped"))
+    }
+}
+
+struct Seed<'a, 'l> {
     node: &'a mut Node,
-    ctx: &'a mut Ctx,
+    ctx: &'a mut Ctx<'l>,
     depth: usize,
 }
 
@@ -175,22 +208,41 @@ impl Node {
     fn number(&mut self, x: f64, int: bool) {
         self.nums.add(x, int);
     }
+
+    /// The one scalar seen here, when this position held exactly one value.
+    fn single_value(&self) -> Option<Value> {
+        if self.count != 1 || self.objects + self.arrays > 0 {
+            return None;
+        }
+        Some(if self.nulls == 1 {
+            Value::Null
+        } else if self.trues == 1 {
+            json!(true)
+        } else if self.falses == 1 {
+            json!(false)
+        } else if self.strings == 1 {
+            json!(self.samples.first()?)
+        } else {
+            round(self.nums.min)
+        })
+    }
 }
 
-impl<'de> DeserializeSeed<'de> for Seed<'_> {
+impl<'de> DeserializeSeed<'de> for Seed<'_, '_> {
     type Value = ();
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for Seed<'_> {
+impl<'de> Visitor<'de> for Seed<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("any JSON value")
     }
-    fn visit_bool<E>(self, v: bool) -> Result<(), E> {
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+        self.ctx.tick()?;
         self.node.count += 1;
         if v {
             self.node.trues += 1;
@@ -199,48 +251,53 @@ impl<'de> Visitor<'de> for Seed<'_> {
         }
         Ok(())
     }
-    fn visit_i64<E>(self, v: i64) -> Result<(), E> {
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+        self.ctx.tick()?;
         self.node.count += 1;
         self.node.number(v as f64, true);
         Ok(())
     }
-    fn visit_u64<E>(self, v: u64) -> Result<(), E> {
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+        self.ctx.tick()?;
         self.node.count += 1;
         self.node.number(v as f64, true);
         Ok(())
     }
-    fn visit_f64<E>(self, v: f64) -> Result<(), E> {
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+        self.ctx.tick()?;
         self.node.count += 1;
         self.node.number(v, false);
         Ok(())
     }
-    fn visit_str<E>(self, v: &str) -> Result<(), E> {
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+        self.ctx.tick()?;
         let n = &mut *self.node;
         n.count += 1;
         n.strings += 1;
         n.max_len = n.max_len.max(v.chars().count());
-        if n.samples.len() < SAMPLES && !n.samples.iter().any(|s| s == v) {
-            n.samples.push(clip_ellipsis(v, 60));
+        if n.samples.len() < SAMPLES {
+            let v = clip_ellipsis(v, 60);
+            if !n.samples.contains(&v) {
+                n.samples.push(v);
+            }
         }
         Ok(())
     }
-    fn visit_unit<E>(self) -> Result<(), E> {
+    fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+        self.ctx.tick()?;
         self.node.count += 1;
         self.node.nulls += 1;
         Ok(())
     }
-    fn visit_none<E>(self) -> Result<(), E> {
+    fn visit_none<E: serde::de::Error>(self) -> Result<(), E> {
+        self.ctx.tick()?;
         self.node.count += 1;
         self.node.nulls += 1;
         Ok(())
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        if self.depth >= self.ctx.max_depth {
-            return Err(A::Error::custom(format!(
-                "{DEPTH_MSG} {}",
-                self.ctx.max_depth
-            )));
-        }
+        self.ctx.tick()?;
+        self.ctx.deeper(self.depth)?;
         let ctx = self.ctx;
         let node = self.node;
         if node.elem.is_none() && ctx.nodes < MAX_NODES {
@@ -275,12 +332,8 @@ impl<'de> Visitor<'de> for Seed<'_> {
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        if self.depth >= self.ctx.max_depth {
-            return Err(A::Error::custom(format!(
-                "{DEPTH_MSG} {}",
-                self.ctx.max_depth
-            )));
-        }
+        self.ctx.tick()?;
+        self.ctx.deeper(self.depth)?;
         let ctx = self.ctx;
         let node = self.node;
         while let Some(key) = map.next_key::<String>()? {
@@ -354,6 +407,10 @@ fn node_value(n: &Node) -> Value {
             json!(types)
         },
     );
+    if let Some(v) = n.single_value() {
+        m.insert("value".into(), v);
+        return Value::Object(m);
+    }
     if n.count > 1 {
         m.insert("count".into(), json!(n.count));
     }
@@ -399,30 +456,25 @@ fn node_value(n: &Node) -> Value {
     Value::Object(m)
 }
 
-fn json_err(e: &serde_json::Error, limits: &Limits) -> Option<TransformError> {
-    let msg = e.to_string();
-    if msg.contains(DEPTH_MSG) || msg.contains("recursion limit exceeded") {
-        Some(TransformError::Limit(format!(
-            "json nesting deeper than {}",
-            limits.max_json_depth.min(128)
-        )))
-    } else if e.is_io() {
-        Some(TransformError::Io(std::io::Error::other(msg)))
-    } else {
-        None
-    }
+fn json_io_err(e: serde_json::Error) -> TransformError {
+    TransformError::Io(std::io::Error::other(e.to_string()))
 }
 
 /// The shape document of a JSON file; invalid or over-long JSON gives a JSON fallback that
-/// says why and shows the opening; nesting past the depth limit is a `Limit` error.
+/// says why and shows the opening; nesting past the depth limit or running past the deadline
+/// is a `Limit` error. Streams the file through the visitor; invalid UTF-8 is read lossily.
 fn json_shape(input: &Input<'_>, limits: &Limits) -> Result<Value, TransformError> {
     let size = file_len(input.path)?;
-    let reader = BufReader::new(File::open(input.path)?.take(limits.max_text_scan_bytes));
+    let reader = BufReader::new(LossyUtf8::new(
+        File::open(input.path)?.take(limits.max_text_scan_bytes),
+    ));
     let mut de = serde_json::Deserializer::from_reader(reader);
     let mut root = Node::default();
     let mut ctx = Ctx {
         nodes: 1,
         max_depth: limits.max_json_depth,
+        ticker: Ticker::new(limits),
+        stop: None,
     };
     let parsed = Seed {
         node: &mut root,
@@ -431,6 +483,9 @@ fn json_shape(input: &Input<'_>, limits: &Limits) -> Result<Value, TransformErro
     }
     .deserialize(&mut de);
     let parsed = parsed.and_then(|_| de.end());
+    if let Some(stop) = ctx.stop {
+        return Err(stop);
+    }
     match parsed {
         Ok(()) => Ok(json!({
             "summary": "json shape",
@@ -438,10 +493,15 @@ fn json_shape(input: &Input<'_>, limits: &Limits) -> Result<Value, TransformErro
             "bytes": size,
             "shape": node_value(&root),
         })),
+        Err(e) if e.is_io() => Err(json_io_err(e)),
+        // serde_json's own recursion limit (128) guards values skipped with IgnoredAny.
+        Err(e) if e.to_string().contains("recursion limit exceeded") => {
+            Err(TransformError::Limit(format!(
+                "json nesting deeper than {}",
+                limits.max_json_depth.min(128)
+            )))
+        }
         Err(e) => {
-            if let Some(err) = json_err(&e, limits) {
-                return Err(err);
-            }
             let (head, _) = super::util::read_bounded(input.path, 1024)?;
             let reason = if size > limits.max_text_scan_bytes {
                 format!(
@@ -462,19 +522,22 @@ fn json_shape(input: &Input<'_>, limits: &Limits) -> Result<Value, TransformErro
     }
 }
 
-/// A stage-1 JSON summary read back for compaction.
-fn read_summary_json(path: &Path, limits: &Limits) -> Result<Value, TransformError> {
-    let (data, _) = super::util::read_bounded(path, limits.max_text_scan_bytes)?;
+/// A stage-1 JSON summary read back for compaction (at most [`SUMMARY_READ_CAP`] bytes;
+/// serde_json's recursion limit bounds its nesting).
+fn read_summary_json(path: &Path) -> Result<Value, TransformError> {
+    let (data, truncated) = super::util::read_bounded(path, SUMMARY_READ_CAP)?;
     match serde_json::from_slice::<Value>(&data) {
-        Ok(v) => Ok(v),
-        Err(e) => match json_err(&e, limits) {
-            Some(err) => Err(err),
-            None => Ok(json!({
-                "summary": "json summary unreadable",
-                "opening": String::from_utf8_lossy(clip_bytes(&data, 512)),
-            })),
-        },
+        Ok(v) if !truncated => Ok(v),
+        _ => summary_unreadable(&data),
     }
+}
+
+/// The fallback for a stage-1 input that is not a readable summary of ours.
+fn summary_unreadable(data: &[u8]) -> Result<Value, TransformError> {
+    Ok(json!({
+        "summary": "json summary unreadable",
+        "opening": String::from_utf8_lossy(clip_bytes(data, 512)),
+    }))
 }
 
 fn clip_bytes(b: &[u8], n: usize) -> &[u8] {
@@ -699,7 +762,9 @@ fn log_summary(
     let mut distinct: HashMap<(&'static str, String), (u64, u64)> = HashMap::new();
     let mut dropped_distinct = 0u64;
     let (mut t_first, mut t_last): (Option<String>, Option<String>) = (None, None);
+    let mut ticker = Ticker::new(limits);
     while let Some(line) = r.next_line()? {
+        ticker.tick()?;
         let n = r.lines;
         if let Some(ts) = log_timestamp(&line) {
             if t_first.is_none() {
@@ -814,66 +879,192 @@ fn log_summary(
     Ok(s)
 }
 
+/// Stage 2 from a log digest: its header and level counts, the first and last line, then the
+/// distinct messages, most important first, as many as fit.
+fn compact_log(stage1: &str, budget: usize) -> String {
+    let (mut head, mut messages) = (String::new(), String::new());
+    let (mut first, mut last): (Option<&str>, Option<&str>) = (None, None);
+    #[derive(PartialEq)]
+    enum Part {
+        Head,
+        Messages,
+        First,
+        Last,
+    }
+    let mut part = Part::Head;
+    for l in stage1.lines() {
+        if l.starts_with("# first ") {
+            part = Part::First;
+        } else if l.starts_with("# last ") {
+            part = Part::Last;
+        } else if part == Part::Head && l.starts_with("# ") && l.contains(" distinct ") {
+            part = Part::Messages;
+            let _ = writeln!(messages, "{l}");
+        } else {
+            match part {
+                Part::Head => {
+                    let _ = writeln!(head, "{l}");
+                }
+                Part::Messages => {
+                    let _ = writeln!(messages, "{l}");
+                }
+                Part::First => first = first.or(Some(l)),
+                Part::Last => last = Some(l),
+            }
+        }
+    }
+    for (label, line) in [("first", first), ("last", last)] {
+        if let Some(l) = line {
+            let _ = writeln!(head, "# {label} line\n{}", clip_ellipsis(l, 300));
+        }
+    }
+    fit_lines(&(head + &messages), budget)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Markdown
 
+/// Leading spaces of a line, when there are at most three (more makes an indented code block).
+fn block_indent(line: &str) -> Option<&str> {
+    let t = line.trim_start_matches(' ');
+    (line.len() - t.len() <= 3).then_some(t)
+}
+
+/// The level of an ATX heading line ("## Title").
 fn heading_level(line: &str) -> Option<usize> {
-    let t = line.trim_start();
-    if line.len() - t.len() > 3 {
+    let t = block_indent(line)?;
+    let hashes = t.bytes().take_while(|&b| b == b'#').count();
+    let after = t.as_bytes().get(hashes);
+    ((1..=6).contains(&hashes) && matches!(after, None | Some(b' ') | Some(b'\t')))
+        .then_some(hashes)
+}
+
+/// The level of a setext underline ("===" is 1, "---" is 2); it only makes a heading when it
+/// directly follows paragraph text.
+fn setext_level(line: &str) -> Option<usize> {
+    let t = block_indent(line)?.trim_end();
+    let c = *t.as_bytes().first()?;
+    let level = match c {
+        b'=' => 1,
+        b'-' => 2,
+        _ => return None,
+    };
+    t.bytes().all(|b| b == c).then_some(level)
+}
+
+/// An opening code fence: its character and length (three or more backticks or tildes).
+fn fence_open(line: &str) -> Option<(u8, usize)> {
+    let t = block_indent(line)?;
+    let c = *t.as_bytes().first()?;
+    if c != b'`' && c != b'~' {
         return None;
     }
-    let hashes = t.bytes().take_while(|&b| b == b'#').count();
-    if (1..=6).contains(&hashes) && (t.len() == hashes || t.as_bytes()[hashes] == b' ') {
-        Some(hashes)
-    } else {
-        None
-    }
+    let n = t.bytes().take_while(|&b| b == c).count();
+    // A backtick fence's info string may not contain backticks.
+    let info_ok = c == b'~' || !t[n..].contains('`');
+    (n >= 3 && info_ok).then_some((c, n))
+}
+
+/// Whether `line` closes a fence opened with (`c`, `n`): the same character, at least as long,
+/// nothing but spaces after it.
+fn fence_closes(line: &str, (c, n): (u8, usize)) -> bool {
+    let Some(t) = block_indent(line) else {
+        return false;
+    };
+    let run = t.bytes().take_while(|&b| b == c).count();
+    run >= n && t[run..].trim().is_empty()
 }
 
 const MAX_SECTIONS: usize = 2000;
+/// Characters of a paragraph kept while reading (a summary shows at most 400).
+const PARA_KEEP: usize = 600;
+
+/// Outline and first paragraphs, as sections of (heading line, first paragraph).
+struct Outline {
+    sections: Vec<(Option<String>, String)>,
+    /// The paragraph being read: its text so far and whether it has any line.
+    para: String,
+    in_para: bool,
+    extra_headings: u64,
+}
+
+impl Outline {
+    fn end_para(&mut self) {
+        if self.in_para {
+            let cur = &mut self.sections.last_mut().expect("sections is never empty").1;
+            if cur.is_empty() {
+                *cur = std::mem::take(&mut self.para);
+            }
+        }
+        self.para.clear();
+        self.in_para = false;
+    }
+
+    fn heading(&mut self, line: String) {
+        if self.sections.len() >= MAX_SECTIONS {
+            self.extra_headings += 1;
+        } else {
+            self.sections
+                .push((Some(clip_ellipsis(&line, 200)), String::new()));
+        }
+    }
+
+    fn text(&mut self, line: &str) {
+        let line = squash_ws(line);
+        if self.para.len() < PARA_KEEP {
+            if !self.para.is_empty() {
+                self.para.push(' ');
+            }
+            let room = PARA_KEEP - self.para.len().min(PARA_KEEP);
+            self.para.push_str(clip(&line, room));
+        }
+        self.in_para = true;
+    }
+}
 
 fn markdown_summary(path: &Path, limits: &Limits, budget: usize) -> Result<String, TransformError> {
     let mut r = LineReader::open(path, limits.max_text_scan_bytes)?;
-    // (heading line, first paragraph)
-    let mut sections: Vec<(Option<String>, String)> = vec![(None, String::new())];
-    let mut fence: Option<String> = None;
-    let mut para_done = false;
-    let mut extra_headings = 0u64;
+    let mut o = Outline {
+        sections: vec![(None, String::new())],
+        para: String::new(),
+        in_para: false,
+        extra_headings: 0,
+    };
+    let mut fence: Option<(u8, usize)> = None;
+    let mut ticker = Ticker::new(limits);
     while let Some(line) = r.next_line()? {
-        let t = line.trim_start();
-        if let Some(f) = &fence {
-            if t.starts_with(f.as_str()) {
+        ticker.tick()?;
+        if let Some(f) = fence {
+            if fence_closes(&line, f) {
                 fence = None;
             }
             continue;
         }
-        if t.starts_with("```") || t.starts_with("~~~") {
-            fence = Some(t[..3].to_string());
-            para_done |= !sections.last().is_some_and(|s| s.1.is_empty());
+        if let Some(f) = fence_open(&line) {
+            o.end_para();
+            fence = Some(f);
+            continue;
+        }
+        if let Some(level) = setext_level(&line).filter(|_| o.in_para) {
+            let title = std::mem::take(&mut o.para);
+            o.in_para = false;
+            o.heading(format!("{} {title}", "#".repeat(level)));
             continue;
         }
         if heading_level(&line).is_some() {
-            if sections.len() >= MAX_SECTIONS {
-                extra_headings += 1;
-                para_done = true;
-                continue;
-            }
-            sections.push((Some(clip_ellipsis(t.trim_end(), 200)), String::new()));
-            para_done = false;
+            o.end_para();
+            o.heading(line.trim().to_string());
             continue;
         }
-        let cur = &mut sections.last_mut().expect("sections is never empty").1;
-        if t.trim().is_empty() {
-            para_done |= !cur.is_empty();
+        if line.trim().is_empty() || setext_level(&line).is_some() {
+            // A blank line, or a "---" thematic break with no paragraph above it.
+            o.end_para();
             continue;
         }
-        if !para_done && cur.len() < 600 {
-            if !cur.is_empty() {
-                cur.push(' ');
-            }
-            cur.push_str(clip(t.trim_end(), 600 - cur.len().min(600)));
-        }
+        o.text(&line);
     }
+    o.end_para();
+    let (sections, extra_headings) = (o.sections, o.extra_headings);
     let tail = if extra_headings > 0 {
         format!("\n<!-- {extra_headings} more headings -->\n")
     } else {
@@ -958,7 +1149,10 @@ impl Sentences {
         }
         self.count += 1;
         let idx = self.count;
-        if self.opening_len + s.len() <= self.opening_budget || self.opening.is_empty() {
+        // The opening is the run of first sentences that fits; it closes at the first misfit.
+        if self.closing.is_empty()
+            && (self.opening_len + s.len() <= self.opening_budget || self.opening.is_empty())
+        {
             self.opening_len += s.len() + 1;
             self.opening.push(s);
             return;
@@ -983,7 +1177,7 @@ fn plain_summary(
     limits: &Limits,
     budget: usize,
 ) -> Result<String, TransformError> {
-    let mut r = LineReader::open(path, limits.max_text_scan_bytes)?;
+    let mut r = LineReader::open(path, limits.max_text_scan_bytes)?.split_long_lines();
     let mut st = Sentences {
         opening: Vec::new(),
         opening_len: 0,
@@ -996,7 +1190,9 @@ fn plain_summary(
         count: 0,
     };
     let mut cur = String::new();
+    let mut ticker = Ticker::new(limits);
     while let Some(line) = r.next_line()? {
+        ticker.tick()?;
         if line.trim().is_empty() {
             st.push(&cur);
             cur.clear();
@@ -1006,36 +1202,24 @@ fn plain_summary(
             cur.push(' ');
         }
         cur.push_str(&line);
-        // Split complete sentences off the buffer.
-        loop {
-            let cut = cur
-                .char_indices()
-                .find(|&(i, c)| {
-                    matches!(c, '.' | '!' | '?') && cur[i + 1..].starts_with(' ') && i > 20
-                })
-                .map(|(i, _)| i + 1);
-            match cut {
-                Some(i) => {
-                    let rest = cur[i..].to_string();
-                    st.push(&cur[..i]);
-                    cur = rest;
-                }
-                None => break,
-            }
-            if cur.len() > 4000 {
-                break;
+        // Split complete sentences (ending in . ! or ? before a space, longer than 20 bytes)
+        // off the buffer in one pass.
+        let mut start = 0;
+        for (i, c) in cur.char_indices() {
+            if matches!(c, '.' | '!' | '?') && i - start > 20 && cur[i + 1..].starts_with(' ') {
+                st.push(&cur[start..=i]);
+                start = i + 1;
             }
         }
+        cur.drain(..start);
         if cur.len() > 2000 {
             st.push(&cur);
             cur.clear();
         }
     }
     st.push(&cur);
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "[summary of {}: {} lines, {} sentences{}]",
+    let header = format!(
+        "{PLAIN_HEADER}{}: {} lines, {} sentences{}]",
         clip(name, 200),
         r.lines,
         st.count,
@@ -1045,41 +1229,100 @@ fn plain_summary(
             ""
         }
     );
-    let _ = writeln!(s, "[opening]");
-    for o in &st.opening {
-        let _ = writeln!(s, "{o}");
-    }
-    let mut closing = String::new();
-    if !st.closing.is_empty() {
-        let _ = writeln!(closing, "[closing]");
-        for (_, c) in &st.closing {
-            let _ = writeln!(closing, "{c}");
-        }
-    }
-    let mut key: Vec<(usize, u64, String)> = st
+    let mut key: Vec<(u64, String)> = st
         .top
         .into_iter()
-        .map(|Reverse((sc, Reverse(i), t))| (sc, i, t))
+        .map(|Reverse((_, Reverse(i), t))| (i, t))
         .collect();
-    key.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let room = budget.saturating_sub(s.len() + closing.len() + 20);
+    key.sort();
+    let closing: Vec<String> = st.closing.into_iter().map(|(_, c)| c).collect();
+    Ok(render_plain(
+        &header,
+        &st.opening,
+        key.into_iter().map(|(_, t)| t).collect(),
+        &closing,
+        budget,
+    ))
+}
+
+/// Header, opening, the key sentences that fit (most distinct terms first, shown in their
+/// original order; `key` is in original order) and closing, within `budget` bytes. The opening
+/// and closing get at most a fifth of the budget each.
+fn render_plain(
+    header: &str,
+    opening: &[String],
+    key: Vec<String>,
+    closing: &[String],
+    budget: usize,
+) -> String {
+    let part = budget / 5;
+    let mut s = format!("{header}\n[opening]\n");
+    let mut used = 0;
+    for (i, o) in opening.iter().enumerate() {
+        if i > 0 && used + o.len() + 1 > part {
+            break;
+        }
+        let o = clip_ellipsis(o, part.saturating_sub(1).max(40));
+        used += o.len() + 1;
+        let _ = writeln!(s, "{o}");
+    }
+    let mut tail = String::new();
+    let mut used = 0;
+    let mut kept = Vec::new();
+    for c in closing.iter().rev() {
+        if used + c.len() + 1 > part {
+            break;
+        }
+        used += c.len() + 1;
+        kept.push(c);
+    }
+    if !kept.is_empty() {
+        tail.push_str("[closing]\n");
+        for c in kept.iter().rev() {
+            let _ = writeln!(tail, "{c}");
+        }
+    }
+    let room = budget.saturating_sub(s.len() + tail.len() + "[key sentences]\n".len());
+    let mut ranked: Vec<(usize, usize)> = key
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (distinct_terms(t), i))
+        .collect();
+    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut chosen = Vec::new();
     let mut used = 0;
-    for (_, i, t) in key {
-        if used + t.len() < room {
-            used += t.len() + 1;
-            chosen.push((i, t));
+    for (_, i) in ranked {
+        if used + key[i].len() < room {
+            used += key[i].len() + 1;
+            chosen.push(i);
         }
     }
-    chosen.sort();
+    chosen.sort_unstable();
     if !chosen.is_empty() {
-        let _ = writeln!(s, "[key sentences]");
-        for (_, t) in &chosen {
-            let _ = writeln!(s, "{t}");
+        s.push_str("[key sentences]\n");
+        for i in chosen {
+            let _ = writeln!(s, "{}", key[i]);
         }
     }
-    s.push_str(&closing);
-    Ok(fit_lines(&s, budget))
+    s.push_str(&tail);
+    fit_lines(&s, budget)
+}
+
+/// Stage 2 from a stage-1 plain summary: the same parts, re-chosen for the smaller budget.
+fn compact_plain(stage1: &str, budget: usize) -> String {
+    let mut lines = stage1.lines();
+    let header = lines.next().unwrap_or_default();
+    let (mut opening, mut key, mut closing) = (Vec::new(), Vec::new(), Vec::new());
+    let mut part = &mut opening;
+    for l in lines {
+        match l {
+            "[opening]" => part = &mut opening,
+            "[key sentences]" => part = &mut key,
+            "[closing]" => part = &mut closing,
+            _ => part.push(l.to_string()),
+        }
+    }
+    render_plain(header, &opening, key, &closing, budget)
 }
 
 #[cfg(test)]
@@ -1200,6 +1443,112 @@ mod tests {
         assert!(out.contains("failed alpha alpha alpha step"));
         let (_, out2) = run_on(log.as_bytes(), "x.log", MIME_LOG, 2).unwrap();
         assert!(out2.len() <= STAGE2_BUDGET && out2.starts_with(b"# log summary"));
+    }
+
+    #[test]
+    fn json_keys_keep_document_order_and_single_values() {
+        let doc = br#"{"zeta":1,"alpha":{"y":"a","b":null},"mid":[true,false]}"#;
+        let (_, out) = run_on(doc, "o.json", "application/json", 1).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let keys: Vec<&String> = v["shape"]["keys"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["zeta", "alpha", "mid"]);
+        let inner: Vec<&String> = v["shape"]["keys"]["alpha"]["keys"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect();
+        assert_eq!(inner, ["y", "b"]);
+        assert_eq!(v["shape"]["keys"]["zeta"]["value"], 1);
+        assert_eq!(v["shape"]["keys"]["alpha"]["keys"]["y"]["value"], "a");
+        assert_eq!(v["shape"]["keys"]["mid"]["items"]["true"], 1);
+    }
+
+    #[test]
+    fn json_with_invalid_utf8_is_summarised_lossily() {
+        let doc = b"{\"name\": \"caf\xe9\", \"n\": [1, 2, 3]}";
+        let (_, out) = run_on(doc, "l.json", "application/json", 1).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["summary"], "json shape", "{v}");
+        assert_eq!(v["shape"]["keys"]["name"]["value"], "caf\u{FFFD}");
+        assert_eq!(v["shape"]["keys"]["n"]["length"], 3);
+    }
+
+    #[test]
+    fn lossy_reader_handles_sequences_split_across_reads() {
+        // A reader that hands out one byte at a time splits every multi-byte sequence.
+        struct OneByte<'a>(&'a [u8]);
+        impl Read for OneByte<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                match self.0.split_first() {
+                    Some((b, rest)) if !buf.is_empty() => {
+                        buf[0] = *b;
+                        self.0 = rest;
+                        Ok(1)
+                    }
+                    _ => Ok(0),
+                }
+            }
+        }
+        let input = "h\u{e9}llo \u{1F600}".as_bytes().to_vec();
+        let mut bad = input.clone();
+        bad.extend_from_slice(b"\xff!\xe2\x82");
+        let mut out = String::new();
+        LossyUtf8::new(OneByte(&bad))
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(out, "h\u{e9}llo \u{1F600}\u{FFFD}!\u{FFFD}");
+    }
+
+    #[test]
+    fn markdown_setext_headings_and_fences() {
+        let md = "Title here\n==========\n\nIntro text.\n\nPart two\n--------\n\nBody two.\n\n\
+                  ~~~~\n```\n# not a heading\n```\n~~~~\n\n---\n\n    # indented code\n\n\
+                  ``` rust\n## also not\n`````\n\n### Real heading\nText under it.\n\n";
+        let md = md.repeat(3);
+        let (_, out) = run_on(md.as_bytes(), "s.md", "text/markdown", 1).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let headings: Vec<&str> = out.lines().filter(|l| l.starts_with('#')).collect();
+        assert_eq!(
+            headings,
+            ["# Title here", "## Part two", "### Real heading"].repeat(3),
+            "{out}"
+        );
+        assert!(out.contains("Intro text.") && out.contains("Text under it."));
+        assert!(!out.contains("not a heading") && !out.contains("also not"));
+    }
+
+    #[test]
+    fn plain_stage2_from_stage1_keeps_the_parts() {
+        let mut text = String::from("Opening words of the story begin here.\n\n");
+        for i in 0..400 {
+            text.push_str(&format!(
+                "Sentence number {i} talks about topic{i} and subject{} in detail. ",
+                i % 7
+            ));
+        }
+        text.push_str("\n\nThe very last sentence closes it.\n");
+        let (p1, s1) = run_on(text.as_bytes(), "t.txt", "text/plain", 1).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mid = dir.path().join("mid");
+        std::fs::write(&mid, &s1).unwrap();
+        let input = Input {
+            path: &mid,
+            name: "t.txt",
+            kind: Kind::Text,
+            format: &p1.format,
+            stage: 1,
+        };
+        let out = dir.path().join("out");
+        run(2, &input, &out, &Limits::default()).unwrap();
+        let s2 = std::fs::read_to_string(&out).unwrap();
+        assert!(s2.len() <= STAGE2_BUDGET, "{}", s2.len());
+        assert!(s2.starts_with("[summary of t.txt: "), "{s2}");
+        assert_eq!(s2.matches("[summary of").count(), 1, "{s2}");
+        assert!(s2.contains("[opening]\nOpening words of the story begin here.\n"));
+        assert!(
+            s2.contains("[key sentences]\n") && s2.ends_with("The very last sentence closes it.\n"),
+            "{s2}"
+        );
     }
 
     #[test]

@@ -3,7 +3,8 @@
 use quick_xml::events::Event;
 use quick_xml::Reader;
 
-use super::TransformError;
+use super::util::Ticker;
+use super::{Limits, TransformError};
 
 pub(crate) enum XmlEvent<'a> {
     /// Element start with its local name and (local-name, value) attributes.
@@ -32,18 +33,21 @@ fn predefined_entity(name: &str) -> Option<char> {
 }
 
 /// Walks `data`, calling `f` for each event, until `f` returns false or the document ends.
-/// Nesting deeper than `max_depth` is a `Limit` error.
+/// Nesting deeper than `limits.max_xml_depth` or running past the deadline is a `Limit` error.
 pub(crate) fn walk(
     data: &[u8],
-    max_depth: usize,
+    limits: &Limits,
     mut f: impl FnMut(XmlEvent<'_>) -> bool,
 ) -> Result<(), TransformError> {
+    let max_depth = limits.max_xml_depth;
+    let mut ticker = Ticker::new(limits);
     let mut reader = Reader::from_reader(data);
     reader.config_mut().check_end_names = false;
     let mut buf = Vec::new();
     let mut depth = 0usize;
     let bad = |e: &dyn std::fmt::Display| TransformError::decode("application/xml", e);
     loop {
+        ticker.tick()?;
         buf.clear();
         let ev = reader.read_event_into(&mut buf).map_err(|e| bad(&e))?;
         let go = match ev {
