@@ -733,6 +733,211 @@ fn bench_binary(tmp: &Path) {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Summaries: text, spreadsheets, documents
+
+/// Lower-case words of four letters or more.
+fn vocabulary(s: &str) -> std::collections::BTreeSet<String> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.chars().count() >= 4 && w.chars().any(char::is_alphabetic))
+        .map(str::to_lowercase)
+        .collect()
+}
+
+fn coverage(original: &str, summary: &str) -> String {
+    let want = vocabulary(original);
+    let have = vocabulary(summary);
+    let kept = want.intersection(&have).count();
+    format!("{kept}/{} words", want.len())
+}
+
+/// What a summary keeps of its original, in the terms the issue promises per kind.
+fn keeps(name: &str, original: &[u8], summary: &[u8]) -> String {
+    let o = String::from_utf8_lossy(original);
+    let s = String::from_utf8_lossy(summary);
+    let ext = name.rsplit('.').next().unwrap_or("");
+    let frac = |kept: usize, total: usize, what: &str| format!("{kept}/{total} {what}");
+    match ext {
+        "log" => {
+            let distinct: std::collections::BTreeSet<(&str, String)> = o
+                .lines()
+                .filter_map(rustdb::transform::text::log_message)
+                .collect();
+            let kept = distinct
+                .iter()
+                .filter(|(_, m)| s.contains(m.as_str()))
+                .count();
+            frac(kept, distinct.len(), "distinct error/warn messages")
+        }
+        "json" => {
+            fn keys(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+                match v {
+                    serde_json::Value::Object(m) => {
+                        for (k, v) in m {
+                            out.insert(k.clone());
+                            keys(v, out);
+                        }
+                    }
+                    serde_json::Value::Array(a) => a.iter().for_each(|v| keys(v, out)),
+                    _ => {}
+                }
+            }
+            let mut all = std::collections::BTreeSet::new();
+            keys(&serde_json::from_slice(original).unwrap(), &mut all);
+            let valid = serde_json::from_slice::<serde_json::Value>(summary).is_ok();
+            let kept = all
+                .iter()
+                .filter(|k| s.contains(&format!("\"{k}\"")))
+                .count();
+            format!(
+                "{}; {}",
+                frac(kept, all.len(), "keys"),
+                if valid { "valid JSON" } else { "INVALID JSON" }
+            )
+        }
+        "md" => {
+            let mut fenced = false;
+            let headings: Vec<&str> = o
+                .lines()
+                .filter(|l| {
+                    if l.starts_with("```") {
+                        fenced = !fenced;
+                    }
+                    !fenced && l.starts_with('#')
+                })
+                .map(|l| l.trim_start_matches('#').trim())
+                .collect();
+            let kept = headings.iter().filter(|h| s.contains(*h)).count();
+            frac(kept, headings.len(), "headings")
+        }
+        "csv" | "tsv" => {
+            let delim = if ext == "tsv" { b'\t' } else { b',' };
+            let header: Vec<String> = csv::ReaderBuilder::new()
+                .delimiter(delim)
+                .comment(Some(b'#'))
+                .flexible(true)
+                .from_reader(original)
+                .headers()
+                .map(|h| h.iter().map(str::to_string).collect())
+                .unwrap_or_default();
+            let kept = header.iter().filter(|h| s.contains(h.as_str())).count();
+            let parses = csv::ReaderBuilder::new()
+                .flexible(true)
+                .has_headers(false)
+                .from_reader(summary)
+                .records()
+                .all(|r| r.is_ok());
+            format!(
+                "{}; {}",
+                frac(kept, header.len(), "columns named"),
+                if parses { "valid CSV" } else { "INVALID CSV" }
+            )
+        }
+        "xlsx" | "xls" | "ods" => {
+            use calamine::Reader;
+            let mut wb = calamine::open_workbook_auto_from_rs(std::io::Cursor::new(original))
+                .expect("corpus workbook opens");
+            let mut header = Vec::new();
+            for sheet in wb.sheet_names().to_vec() {
+                if let Ok(range) = wb.worksheet_range(&sheet) {
+                    // The header is the first row that is not a `#` note.
+                    let first = |r: &&[calamine::Data]| {
+                        !r.first().is_some_and(|c| c.to_string().starts_with('#'))
+                    };
+                    if let Some(row) = range.rows().find(first) {
+                        header.extend(row.iter().map(|c| c.to_string()).filter(|c| !c.is_empty()));
+                    }
+                }
+            }
+            let missing: Vec<&String> = header.iter().filter(|h| !s.contains(h.as_str())).collect();
+            let kept = header.len() - missing.len();
+            if missing.is_empty() {
+                frac(kept, header.len(), "columns named")
+            } else {
+                format!(
+                    "{} (missing {missing:?})",
+                    frac(kept, header.len(), "columns named")
+                )
+            }
+        }
+        "txt" => {
+            let first = o.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let last = o.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+            let squashed = s.split_whitespace().collect::<Vec<_>>().join(" ");
+            let has =
+                |l: &str| squashed.contains(&l.split_whitespace().collect::<Vec<_>>().join(" "));
+            format!(
+                "opening {}, closing {}, {}",
+                if has(first) { "kept" } else { "lost" },
+                if has(last) { "kept" } else { "lost" },
+                coverage(&o, &s)
+            )
+        }
+        _ => {
+            // Documents: the summary's own header lines say what it found.
+            let has = |k: &str| s.lines().take(12).any(|l| l.to_lowercase().contains(k));
+            format!(
+                "title {}, author {}",
+                if has("title") { "yes" } else { "no" },
+                if has("author") { "yes" } else { "no" },
+            )
+        }
+    }
+}
+
+fn bench_summaries(dir: &str) {
+    println!("== {dir}: stage 1 from the original, stage 2 from stage 1 ==");
+    println!(
+        "  {:<18} {:>9} {:>9} {:>8} {:>7} {:>9}  keeps (stage 1 | stage 2)",
+        "file", "original", "gzip -6", "stage 1", "stage 2", "s1 MB/s"
+    );
+    let limits = Limits::default();
+    let tmp = tempfile::tempdir().unwrap();
+    for path in corpus(dir) {
+        let name = name_of(&path);
+        let original = std::fs::read(&path).unwrap();
+        let d = detect::detect(&name, &original[..original.len().min(8192)]);
+        let input = Input {
+            path: &path,
+            name: &name,
+            kind: d.kind,
+            format: &d.format,
+            stage: 0,
+        };
+        let s1 = tmp.path().join("s1");
+        let (p1, t1) = time(|| rustdb::transform::apply(1, &input, &s1, &limits));
+        let p1 = match p1 {
+            Ok(p) => p,
+            Err(e) => {
+                println!("  {name:<18} stage 1 failed: {e}");
+                continue;
+            }
+        };
+        let s1_bytes = std::fs::read(&s1).unwrap();
+        let s2 = tmp.path().join("s2");
+        let stage1 = Input {
+            path: &s1,
+            name: &name,
+            kind: d.kind,
+            format: &p1.format,
+            stage: 1,
+        };
+        rustdb::transform::apply(2, &stage1, &s2, &limits).unwrap();
+        let s2_bytes = std::fs::read(&s2).unwrap();
+        println!(
+            "  {:<18} {:>9} {:>9} {:>8} {:>7} {:>9.1}  {} | {}",
+            name,
+            original.len(),
+            gzip(&original, 6).len(),
+            s1_bytes.len(),
+            s2_bytes.len(),
+            mbps(original.len() as u64, t1),
+            keeps(&name, &original, &s1_bytes),
+            keeps(&name, &original, &s2_bytes),
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; a filter argument picks sections.
     let filter: Vec<String> = std::env::args()
@@ -744,6 +949,11 @@ fn main() {
     println!("RustDB transform benchmark: medians of {RUNS} runs, release build");
     if want("images") {
         bench_images(tmp.path());
+    }
+    for dir in ["text", "sheets", "docs"] {
+        if want(dir) {
+            bench_summaries(dir);
+        }
     }
     if want("binary") {
         bench_binary(tmp.path());

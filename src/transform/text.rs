@@ -739,7 +739,7 @@ pub(crate) fn mask_ids(s: &str) -> String {
 }
 
 /// The masked message of an ERROR/WARN line: everything after the level token.
-pub(crate) fn log_message(line: &str) -> Option<(&'static str, String)> {
+pub fn log_message(line: &str) -> Option<(&'static str, String)> {
     let (level, end) = log_level_at(line)?;
     if !matches!(level, "ERROR" | "WARN" | "FATAL" | "CRITICAL") {
         return None;
