@@ -27,6 +27,65 @@ fn backing_files(inst: &Instance, id: u64) -> Vec<String> {
     out
 }
 
+/// The bytes a path serves decode as the format its `user.rustdb.format` names.
+fn assert_decodes_as(rel: &str, format: &str, bytes: &[u8]) {
+    match format {
+        "image/jpeg" => {
+            image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+                .unwrap_or_else(|e| panic!("{rel}: not a JPEG: {e}"));
+        }
+        "application/json" => {
+            serde_json::from_slice::<serde_json::Value>(bytes)
+                .unwrap_or_else(|e| panic!("{rel}: not JSON: {e}"));
+        }
+        "text/csv" | "text/tab-separated-values" => {
+            let delim = if format == "text/csv" { b',' } else { b'\t' };
+            for r in csv::ReaderBuilder::new()
+                .delimiter(delim)
+                .flexible(true)
+                .has_headers(false)
+                .from_reader(bytes)
+                .records()
+            {
+                r.unwrap_or_else(|e| panic!("{rel}: not CSV: {e}"));
+            }
+        }
+        f if f.starts_with("text/") => {
+            std::str::from_utf8(bytes).unwrap_or_else(|e| panic!("{rel}: not UTF-8 text: {e}"));
+        }
+        _ => {}
+    }
+}
+
+/// What a stage-1 or stage-2 summary promises to keep of its original.
+fn assert_summary_keeps(rel: &str, original: &[u8], summary: &[u8]) {
+    let summary = String::from_utf8_lossy(summary);
+    if rel.ends_with(".log") {
+        for line in String::from_utf8_lossy(original).lines() {
+            if let Some((_, message)) = rustdb::transform::text::log_message(line) {
+                assert!(
+                    summary.contains(&message),
+                    "{rel}: the summary lacks the distinct message {message:?}"
+                );
+            }
+        }
+    }
+    if rel.ends_with(".csv") || rel.ends_with(".tsv") {
+        let delim = if rel.ends_with(".tsv") { b'\t' } else { b',' };
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delim)
+            .comment(Some(b'#'))
+            .flexible(true)
+            .from_reader(original);
+        for column in reader.headers().unwrap().iter() {
+            assert!(
+                summary.contains(column),
+                "{rel}: the summary does not name column {column:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn mount_corpus_decays_through_every_stage() {
     require_mount!();
@@ -151,6 +210,10 @@ fn mount_corpus_decays_through_every_stage() {
                         );
                     }
                 }
+            }
+            assert_decodes_as(rel, &format, &bytes);
+            if stage <= 2 {
+                assert_summary_keeps(rel, original, &bytes);
             }
             previous.insert(rel.clone(), bytes.len() as u64);
         }
