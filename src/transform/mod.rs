@@ -30,6 +30,7 @@ pub mod sheet;
 pub mod stub;
 pub mod text;
 
+mod pdf_guard;
 mod util;
 mod xml;
 mod ziplimit;
