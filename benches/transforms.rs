@@ -39,6 +39,44 @@ fn corpus(dir: &str) -> Vec<PathBuf> {
     files
 }
 
+/// One corpus file, detected as the engine detects it.
+struct Sample {
+    path: PathBuf,
+    name: String,
+    bytes: Vec<u8>,
+    detected: rustdb::transform::Detected,
+}
+
+impl Sample {
+    fn all(dir: &str) -> Vec<Sample> {
+        corpus(dir)
+            .into_iter()
+            .map(|path| {
+                let name = name_of(&path);
+                let bytes = std::fs::read(&path).unwrap();
+                let detected = detect::detect(&name, &bytes[..bytes.len().min(8192)]);
+                Sample {
+                    path,
+                    name,
+                    bytes,
+                    detected,
+                }
+            })
+            .collect()
+    }
+
+    /// The original as a stage-0 transform input.
+    fn input(&self) -> Input<'_> {
+        Input {
+            path: &self.path,
+            name: &self.name,
+            kind: self.detected.kind,
+            format: &self.detected.format,
+            stage: 0,
+        }
+    }
+}
+
 fn name_of(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()
 }
@@ -49,10 +87,15 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 /// Median wall time of `RUNS` calls.
-fn time<T>(mut f: impl FnMut() -> T) -> (T, Duration) {
+fn time<T>(f: impl FnMut() -> T) -> (T, Duration) {
+    time_runs(RUNS, f)
+}
+
+/// Median wall time of `runs` calls (one is enough to rank a setting that takes minutes).
+fn time_runs<T>(runs: usize, mut f: impl FnMut() -> T) -> (T, Duration) {
     let mut times = Vec::new();
     let mut last = None;
-    for _ in 0..RUNS {
+    for _ in 0..runs {
         let t = Instant::now();
         last = Some(f());
         times.push(t.elapsed().as_secs_f64());
@@ -223,13 +266,7 @@ fn sweep(pics: &[Picture], enc: Encoder, s: JpegSetting, tmp: &Path, timed: bool
     let mut secs = 0.0;
     let mut input = 0;
     for p in pics {
-        let (jpeg, d) = if timed {
-            time(|| enc.encode(p, s, tmp))
-        } else {
-            let t = Instant::now();
-            let j = enc.encode(p, s, tmp);
-            (j, t.elapsed())
-        };
+        let (jpeg, d) = time_runs(if timed { RUNS } else { 1 }, || enc.encode(p, s, tmp));
         secs += d.as_secs_f64();
         input += p.file_bytes;
         bytes += jpeg.len() as u64;
@@ -291,26 +328,16 @@ fn print_rows(seed: &Row, rows: &[Row]) {
 fn load_pictures(tmp: &Path) -> Vec<Picture> {
     let limits = Limits::default();
     let mut pics = Vec::new();
-    for path in corpus("images") {
-        let name = name_of(&path);
-        let head = std::fs::read(&path).unwrap();
-        let d = detect::detect(&name, &head[..head.len().min(8192)]);
-        if d.kind != Kind::Image {
+    for sample in Sample::all("images") {
+        if sample.detected.kind != Kind::Image {
             continue;
         }
-        let input = Input {
-            path: &path,
-            name: &name,
-            kind: d.kind,
-            format: &d.format,
-            stage: 0,
-        };
-        let pixels = img::load(&input, &limits).expect("corpus image decodes");
-        let png = tmp.join(format!("{name}.png"));
+        let pixels = img::load(&sample.input(), &limits).expect("corpus image decodes");
+        let png = tmp.join(format!("{}.png", sample.name));
         pixels.save(&png).unwrap();
         pics.push(Picture {
-            name,
-            file_bytes: head.len() as u64,
+            name: sample.name,
+            file_bytes: sample.bytes.len() as u64,
             luma: pixels.to_luma8(),
             pixels,
             png,
@@ -441,23 +468,13 @@ fn bench_images(tmp: &Path) {
     // Whole transform (decode + encode) through the public entry point, as the engine runs it.
     let limits = Limits::default();
     let (mut bytes, mut secs) = (0u64, 0.0);
-    for path in corpus("images") {
-        let name = name_of(&path);
-        let head = std::fs::read(&path).unwrap();
-        let d = detect::detect(&name, &head[..head.len().min(8192)]);
-        if d.kind != Kind::Image {
+    for sample in Sample::all("images") {
+        if sample.detected.kind != Kind::Image {
             continue;
         }
-        let input = Input {
-            path: &path,
-            name: &name,
-            kind: d.kind,
-            format: &d.format,
-            stage: 0,
-        };
         let out = tmp.join("stage1.jpg");
-        let (_, t) = time(|| rustdb::transform::apply(1, &input, &out, &limits).unwrap());
-        bytes += head.len() as u64;
+        let (_, t) = time(|| rustdb::transform::apply(1, &sample.input(), &out, &limits).unwrap());
+        bytes += sample.bytes.len() as u64;
         secs += t.as_secs_f64();
     }
     let ours = mbps(bytes, Duration::from_secs_f64(secs));
@@ -566,56 +583,29 @@ fn bench_binary(tmp: &Path) {
     let mut inputs = corpus("binary");
     inputs.push(mixed);
     println!("== binary: codecs on every input (ratio = compressed / original) ==");
-    type Codec = (
-        &'static str,
-        Box<dyn Fn(&[u8]) -> Vec<u8>>,
-        fn(&[u8]) -> Vec<u8>,
-    );
+    type Codec = (String, Box<dyn Fn(&[u8]) -> Vec<u8>>, fn(&[u8]) -> Vec<u8>);
     let zstd_dec: fn(&[u8]) -> Vec<u8> = |c| zstd::decode_all(c).unwrap();
-    let codecs: Vec<Codec> = vec![
-        ("gzip-6 (flate2)", Box::new(|d| gzip(d, 6)), gunzip),
-        ("gzip-9 (flate2)", Box::new(|d| gzip(d, 9)), gunzip),
-        (
-            "zstd-1",
-            Box::new(|d| zstd::encode_all(d, 1).unwrap()),
-            zstd_dec,
-        ),
-        (
-            "zstd-3",
-            Box::new(|d| zstd::encode_all(d, 3).unwrap()),
-            zstd_dec,
-        ),
-        (
-            "zstd-6",
-            Box::new(|d| zstd::encode_all(d, 6).unwrap()),
-            zstd_dec,
-        ),
-        (
-            "zstd-9",
-            Box::new(|d| zstd::encode_all(d, 9).unwrap()),
-            zstd_dec,
-        ),
-        (
-            "zstd-19",
-            Box::new(|d| zstd::encode_all(d, 19).unwrap()),
-            zstd_dec,
-        ),
+    let mut codecs: Vec<Codec> = vec![
+        ("gzip-6 (flate2)".into(), Box::new(|d| gzip(d, 6)), gunzip),
+        ("gzip-9 (flate2)".into(), Box::new(|d| gzip(d, 9)), gunzip),
     ];
+    for level in [1, 3, 6, 9, 19] {
+        codecs.push((
+            format!("zstd-{level}"),
+            Box::new(move |d| zstd::encode_all(d, level).unwrap()),
+            zstd_dec,
+        ));
+    }
     println!(
         "  {:<18} {:<16} {:>11} {:>7} {:>9} {:>9}",
         "input", "codec", "bytes", "ratio", "comp MB/s", "dec MB/s"
     );
-    let mut totals: BTreeMap<&str, (u64, u64, f64)> = BTreeMap::new();
+    let mut totals: BTreeMap<String, (u64, u64, f64)> = BTreeMap::new();
     for path in &inputs {
         let data = std::fs::read(path).unwrap();
         for (label, enc, dec) in &codecs {
-            // zstd-19 on the big file is slow: one run is enough to rank it.
-            let (c, tc) = if *label == "zstd-19" && data.len() > 8 << 20 {
-                let t = Instant::now();
-                (enc(&data), t.elapsed())
-            } else {
-                time(|| enc(&data))
-            };
+            let slow = *label == "zstd-19" && data.len() > 8 << 20;
+            let (c, tc) = time_runs(if slow { 1 } else { RUNS }, || enc(&data));
             let (d, td) = time(|| dec(&c));
             assert_eq!(d.len(), data.len(), "{label} round trip");
             println!(
@@ -627,7 +617,7 @@ fn bench_binary(tmp: &Path) {
                 mbps(data.len() as u64, tc),
                 mbps(data.len() as u64, td)
             );
-            let t = totals.entry(label).or_default();
+            let t = totals.entry(label.clone()).or_default();
             t.0 += data.len() as u64;
             t.1 += c.len() as u64;
             t.2 += tc.as_secs_f64();
@@ -654,7 +644,7 @@ fn bench_binary(tmp: &Path) {
             gz as f64 / data.len() as f64,
             mbps(data.len() as u64, tg)
         );
-        let t = totals.entry("gzip -6 (CLI)").or_default();
+        let t = totals.entry("gzip -6 (CLI)".to_string()).or_default();
         t.0 += data.len() as u64;
         t.1 += gz;
         t.2 += tg.as_secs_f64();
@@ -687,12 +677,8 @@ fn bench_binary(tmp: &Path) {
             for level in [1, 3, 9, 19] {
                 let out = tmp.join("chunked.bin");
                 let compress = || binary::compress_file(path, &out, chunk, level).unwrap();
-                let (clen, t) = if level == 19 && len > 8 << 20 {
-                    let t = Instant::now();
-                    (compress(), t.elapsed())
-                } else {
-                    time(compress)
-                };
+                let slow = level == 19 && len > 8 << 20;
+                let (clen, t) = time_runs(if slow { 1 } else { RUNS }, compress);
                 let mut seed = 7u64;
                 let mut buf = vec![0u8; 4096];
                 let reads = 200;
@@ -893,19 +879,10 @@ fn bench_summaries(dir: &str) {
     );
     let limits = Limits::default();
     let tmp = tempfile::tempdir().unwrap();
-    for path in corpus(dir) {
-        let name = name_of(&path);
-        let original = std::fs::read(&path).unwrap();
-        let d = detect::detect(&name, &original[..original.len().min(8192)]);
-        let input = Input {
-            path: &path,
-            name: &name,
-            kind: d.kind,
-            format: &d.format,
-            stage: 0,
-        };
+    for sample in Sample::all(dir) {
+        let (name, original) = (&sample.name, &sample.bytes);
         let s1 = tmp.path().join("s1");
-        let (p1, t1) = time(|| rustdb::transform::apply(1, &input, &s1, &limits));
+        let (p1, t1) = time(|| rustdb::transform::apply(1, &sample.input(), &s1, &limits));
         let p1 = match p1 {
             Ok(p) => p,
             Err(e) => {
@@ -917,10 +894,9 @@ fn bench_summaries(dir: &str) {
         let s2 = tmp.path().join("s2");
         let stage1 = Input {
             path: &s1,
-            name: &name,
-            kind: d.kind,
             format: &p1.format,
             stage: 1,
+            ..sample.input()
         };
         rustdb::transform::apply(2, &stage1, &s2, &limits).unwrap();
         let s2_bytes = std::fs::read(&s2).unwrap();
@@ -928,12 +904,12 @@ fn bench_summaries(dir: &str) {
             "  {:<18} {:>9} {:>9} {:>8} {:>7} {:>9.1}  {} | {}",
             name,
             original.len(),
-            gzip(&original, 6).len(),
+            gzip(original, 6).len(),
             s1_bytes.len(),
             s2_bytes.len(),
             mbps(original.len() as u64, t1),
-            keeps(&name, &original, &s1_bytes),
-            keeps(&name, &original, &s2_bytes),
+            keeps(name, original, &s1_bytes),
+            keeps(name, original, &s2_bytes),
         );
     }
 }

@@ -866,44 +866,19 @@ mod tests {
             left -= n;
         }
         let body = z.finish().unwrap();
-        let mut pdf = b"%PDF-1.4\n".to_vec();
-        let mut offsets = Vec::new();
-        let objs: Vec<Vec<u8>> = vec![
+        let mut stream = format!(
+            "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+            body.len()
+        )
+        .into_bytes();
+        stream.extend_from_slice(&body);
+        stream.extend_from_slice(b"\nendstream");
+        crate::transform::tests::pdf_file(&[
             b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
             b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
             b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] /Contents 4 0 R >>".to_vec(),
-            {
-                let mut s = format!(
-                    "<< /Length {} /Filter /FlateDecode >>\nstream\n",
-                    body.len()
-                )
-                .into_bytes();
-                s.extend_from_slice(&body);
-                s.extend_from_slice(b"\nendstream");
-                s
-            },
-        ];
-        for (i, o) in objs.iter().enumerate() {
-            offsets.push(pdf.len());
-            pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-            pdf.extend_from_slice(o);
-            pdf.extend_from_slice(b"\nendobj\n");
-        }
-        let xref = pdf.len();
-        pdf.extend_from_slice(
-            format!("xref\n0 {}\n0000000000 65535 f \n", objs.len() + 1).as_bytes(),
-        );
-        for o in offsets {
-            pdf.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
-        }
-        pdf.extend_from_slice(
-            format!(
-                "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-                objs.len() + 1
-            )
-            .as_bytes(),
-        );
-        pdf
+            stream,
+        ])
     }
 
     #[test]

@@ -189,41 +189,18 @@ fn tiff_fallback(path: &Path, limits: &Limits) -> Result<DynamicImage, Transform
             0
         }
     };
+    let buf: Vec<u8> = (0..px)
+        .flat_map(|i| (0..channels).map(move |c| (i, c)))
+        .map(|(i, c)| sample(i, c))
+        .collect();
+    let short = || TransformError::decode("image/tiff", "buffer size");
     Ok(match channels {
-        1 | 2 => {
-            let buf: Vec<u8> = (0..px)
-                .flat_map(|i| (0..channels).map(move |c| (i, c)))
-                .map(|(i, c)| sample(i, c))
-                .collect();
-            if channels == 1 {
-                DynamicImage::ImageLuma8(
-                    image::GrayImage::from_raw(w, h, buf)
-                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
-                )
-            } else {
-                DynamicImage::ImageLumaA8(
-                    image::GrayAlphaImage::from_raw(w, h, buf)
-                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
-                )
-            }
+        1 => DynamicImage::ImageLuma8(image::GrayImage::from_raw(w, h, buf).ok_or_else(short)?),
+        2 => {
+            DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_raw(w, h, buf).ok_or_else(short)?)
         }
-        _ => {
-            let buf: Vec<u8> = (0..px)
-                .flat_map(|i| (0..channels).map(move |c| (i, c)))
-                .map(|(i, c)| sample(i, c))
-                .collect();
-            if channels == 3 {
-                DynamicImage::ImageRgb8(
-                    image::RgbImage::from_raw(w, h, buf)
-                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
-                )
-            } else {
-                DynamicImage::ImageRgba8(
-                    image::RgbaImage::from_raw(w, h, buf)
-                        .ok_or_else(|| TransformError::decode("image/tiff", "buffer size"))?,
-                )
-            }
-        }
+        3 => DynamicImage::ImageRgb8(image::RgbImage::from_raw(w, h, buf).ok_or_else(short)?),
+        _ => DynamicImage::ImageRgba8(image::RgbaImage::from_raw(w, h, buf).ok_or_else(short)?),
     })
 }
 
@@ -265,7 +242,7 @@ fn flatten(img: DynamicImage) -> DynamicImage {
 /// Encodes a flattened image (8-bit gray or RGB) as a baseline-compatible JPEG with mozjpeg:
 /// trellis quantisation, optimised Huffman tables and progressive scans, 4:2:0 chroma.
 /// Gray stays one channel. mozjpeg reports errors by unwinding; [`super::apply`] catches that.
-pub fn jpeg_bytes(img: &DynamicImage, s: JpegSetting) -> Result<Vec<u8>, TransformError> {
+fn jpeg_bytes(img: &DynamicImage, s: JpegSetting) -> Result<Vec<u8>, TransformError> {
     let (space, pixels): (mozjpeg::ColorSpace, std::borrow::Cow<'_, [u8]>) = match img {
         DynamicImage::ImageLuma8(g) => (mozjpeg::ColorSpace::JCS_GRAYSCALE, g.as_raw().into()),
         DynamicImage::ImageRgb8(rgb) => (mozjpeg::ColorSpace::JCS_RGB, rgb.as_raw().into()),

@@ -806,8 +806,9 @@ fn inline(cell: &str, s: &str) -> String {
     format!(r#"<c r="{cell}" t="inlineStr"><is><t>{s}</t></is></c>"#)
 }
 
-/// One PDF with the given objects (numbered from 1; object 1 must be the catalog).
-fn pdf_file(objs: &[Vec<u8>]) -> Vec<u8> {
+/// One PDF with the given objects (numbered from 1; object 1 must be the catalog, object 5,
+/// when there is one, the document information dictionary).
+pub(crate) fn pdf_file(objs: &[Vec<u8>]) -> Vec<u8> {
     let mut pdf = b"%PDF-1.5\n".to_vec();
     let mut offsets = Vec::new();
     for (i, o) in objs.iter().enumerate() {
@@ -823,8 +824,9 @@ fn pdf_file(objs: &[Vec<u8>]) -> Vec<u8> {
     }
     pdf.extend_from_slice(
         format!(
-            "trailer\n<< /Size {} /Root 1 0 R /Info 5 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objs.len() + 1
+            "trailer\n<< /Size {} /Root 1 0 R{} >>\nstartxref\n{xref}\n%%EOF\n",
+            objs.len() + 1,
+            if objs.len() >= 5 { " /Info 5 0 R" } else { "" }
         )
         .as_bytes(),
     );
