@@ -23,7 +23,7 @@ impl ApiBackend {
     fn summary(&self, i: &ObjectInfo) -> ObjectSummary {
         let o = &i.object;
         let now = self.engine.clock().now();
-        let half_life = self.engine.policy(&o.kind).heat_half_life_sec;
+        let half_life = self.engine.policy(&o.tenant, &o.kind).heat_half_life_sec;
         ObjectSummary {
             id: o.id,
             path: i.path.clone(),
@@ -49,7 +49,7 @@ impl ApiBackend {
             sha256: o.sha256.clone(),
             keep_original: o
                 .keep_original
-                .unwrap_or(self.engine.policy(&o.kind).keep_original),
+                .unwrap_or(self.engine.policy(&o.tenant, &o.kind).keep_original),
             restore_until: o.restore_until,
             speed: o.speed,
             last_access_at: o.last_access_at,

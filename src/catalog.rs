@@ -1,5 +1,6 @@
 //! The catalog: SQLite in WAL mode, the single commit point. The only SQL in the project.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
@@ -145,14 +146,122 @@ impl ObjectRow {
     }
 }
 
+/// What happened to an object: the event type of a history row (and of `GET /events`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    Created,
+    /// Moved to a later stage by the decay engine.
+    Decayed,
+    Restored,
+    Purged,
+    /// New original content (a write through the mount, an upload over an existing file).
+    Written,
+    Renamed,
+    /// Removed by a user (unlink, API delete, replaced by a rename).
+    Deleted,
+    /// A transform failed; the object stays at its stage and retries later.
+    Failed,
+    /// A kept original outlived its restore window and was deleted.
+    Expired,
+    /// A compressed artifact was decoded back to the original for a writer.
+    Thawed,
+}
+
+impl Event {
+    pub const ALL: [Event; 10] = [
+        Event::Created,
+        Event::Decayed,
+        Event::Restored,
+        Event::Purged,
+        Event::Written,
+        Event::Renamed,
+        Event::Deleted,
+        Event::Failed,
+        Event::Expired,
+        Event::Thawed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::Created => "created",
+            Event::Decayed => "decayed",
+            Event::Restored => "restored",
+            Event::Purged => "purged",
+            Event::Written => "written",
+            Event::Renamed => "renamed",
+            Event::Deleted => "deleted",
+            Event::Failed => "failed",
+            Event::Expired => "expired",
+            Event::Thawed => "thawed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// One entry of an object's history. `path` is where the object was when it happened (looked up
+/// in the transaction when None); `policy_version` is the tenant policy version that decided a
+/// decay, purge or failure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryRow {
     pub at: i64,
+    pub event: Event,
     pub from_stage: u8,
     pub to_stage: u8,
     pub reason: String,
     pub bytes_before: u64,
     pub bytes_after: u64,
+    pub path: Option<String>,
+    pub policy_version: Option<u64>,
+}
+
+/// A history row with its sequence number and owner: one event of `GET /events`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRow {
+    /// Increases with every row of the catalog: the event id clients resume from.
+    pub seq: u64,
+    pub object: u64,
+    pub tenant: String,
+    pub kind: String,
+    pub path: String,
+    pub history: HistoryRow,
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    pub kind: Option<String>,
+    /// Matches an event whose stage before or after is this one.
+    pub stage: Option<u8>,
+}
+
+/// One tenant's stored policy version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicyVersionRow {
+    pub version: u64,
+    /// The policy set as JSON.
+    pub body: String,
+    pub created_at: i64,
+    pub note: String,
+}
+
+/// An answer stored under an `Idempotency-Key`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotentAnswer {
+    pub status: u16,
+    pub body: String,
+}
+
+/// Counts of history events per (event, kind, from, to), for metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventCount {
+    pub event: Event,
+    pub kind: String,
+    pub from_stage: u8,
+    pub to_stage: u8,
+    pub count: u64,
 }
 
 /// Aggregates for metrics, per (stage, kind).
@@ -226,15 +335,68 @@ CREATE TABLE IF NOT EXISTS history (
     to_stage INTEGER NOT NULL,
     reason TEXT NOT NULL,
     bytes_before INTEGER NOT NULL,
-    bytes_after INTEGER NOT NULL
+    bytes_after INTEGER NOT NULL,
+    tenant TEXT NOT NULL DEFAULT '',
+    event TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL DEFAULT '',
+    kind TEXT NOT NULL DEFAULT '',
+    policy_version INTEGER
 );
 CREATE INDEX IF NOT EXISTS history_object ON history (object, seq);
+CREATE TABLE IF NOT EXISTS policy_versions (
+    tenant TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    note TEXT NOT NULL,
+    PRIMARY KEY (tenant, version)
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant TEXT NOT NULL,
+    route TEXT NOT NULL,
+    key TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, route, key)
+);
 CREATE TABLE IF NOT EXISTS xattrs (
     ino INTEGER NOT NULL,
     name BLOB NOT NULL,
     value BLOB NOT NULL,
     PRIMARY KEY (ino, name)
 );
+";
+
+/// The schema version this code writes (`PRAGMA user_version`).
+const SCHEMA_VERSION: i64 = 2;
+
+/// Version 1 catalogs have a history without owner, event, path, kind and policy version:
+/// add the columns and fill them from the objects and the reasons written then.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE history ADD COLUMN tenant TEXT NOT NULL DEFAULT '';
+ALTER TABLE history ADD COLUMN event TEXT NOT NULL DEFAULT '';
+ALTER TABLE history ADD COLUMN path TEXT NOT NULL DEFAULT '';
+ALTER TABLE history ADD COLUMN kind TEXT NOT NULL DEFAULT '';
+ALTER TABLE history ADD COLUMN policy_version INTEGER;
+UPDATE history SET
+    tenant = COALESCE((SELECT tenant FROM objects WHERE objects.id = history.object), ''),
+    kind = COALESCE((SELECT kind FROM objects WHERE objects.id = history.object), ''),
+    event = CASE
+        WHEN reason = 'created' THEN 'created'
+        WHEN reason LIKE 'written%' THEN 'written'
+        WHEN reason LIKE 'restored%' THEN 'restored'
+        WHEN reason LIKE 'decompressed%' THEN 'thawed'
+        WHEN reason LIKE 'restore window closed%' THEN 'expired'
+        WHEN reason LIKE 'transform to stage%' THEN 'failed'
+        WHEN to_stage = 4 THEN 'purged'
+        WHEN reason IN ('unlinked', 'replaced by rename') THEN 'deleted'
+        ELSE 'decayed' END;
+";
+
+/// Indexes on the columns version 2 added (after the migration, so old catalogs get them too).
+const INDEXES_2: &str = "
+CREATE INDEX IF NOT EXISTS history_tenant ON history (tenant, seq);
 ";
 
 /// Due objects, through the partial index on `next_decay_at`.
@@ -291,6 +453,33 @@ fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
     })
 }
 
+const EVENT_COLUMNS: &str = "seq, object, tenant, kind, path, at, event, from_stage, to_stage, \
+    reason, bytes_before, bytes_after, policy_version";
+
+fn event_from_row(r: &Row<'_>) -> rusqlite::Result<EventRow> {
+    let path: String = r.get(4)?;
+    let event: String = r.get(6)?;
+    Ok(EventRow {
+        seq: r.get::<_, i64>(0)? as u64,
+        object: r.get::<_, i64>(1)? as u64,
+        tenant: r.get(2)?,
+        kind: r.get(3)?,
+        path: path.clone(),
+        history: HistoryRow {
+            at: r.get(5)?,
+            // Rows of an unknown event type (written by a newer version) read as decays.
+            event: Event::parse(&event).unwrap_or(Event::Decayed),
+            from_stage: r.get::<_, i64>(7)? as u8,
+            to_stage: r.get::<_, i64>(8)? as u8,
+            reason: r.get(9)?,
+            bytes_before: r.get::<_, i64>(10)? as u64,
+            bytes_after: r.get::<_, i64>(11)? as u64,
+            path: Some(path),
+            policy_version: r.get::<_, Option<i64>>(12)?.map(|v| v as u64),
+        },
+    })
+}
+
 fn node_from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
     Ok(NodeRow {
         ino: r.get::<_, i64>(0)? as u64,
@@ -311,6 +500,8 @@ fn node_from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
 
 pub struct Catalog {
     conn: Connection,
+    /// The newest committed history sequence number, for event followers.
+    last_event: tokio::sync::watch::Sender<u64>,
 }
 
 impl Catalog {
@@ -331,8 +522,42 @@ impl Catalog {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
-        Ok(Catalog { conn })
+        let had_history: bool = conn
+            .query_row(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'history'",
+                [],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some();
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(corrupt(format!(
+                "schema version {version} is newer than this rustdb understands ({SCHEMA_VERSION}); \
+                 run a newer rustdb"
+            )));
+        }
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let migrated = (|| {
+            if had_history && version < 2 {
+                conn.execute_batch(MIGRATE_1_TO_2)?;
+            }
+            conn.execute_batch(SCHEMA)?;
+            conn.execute_batch(INDEXES_2)?;
+            conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            conn.execute_batch("COMMIT")
+        })();
+        if let Err(e) = migrated {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        let last: i64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| {
+            r.get(0)
+        })?;
+        Ok(Catalog {
+            conn,
+            last_event: tokio::sync::watch::Sender::new(last as u64),
+        })
     }
 
     pub fn integrity_check(&self) -> Result<String> {
@@ -347,20 +572,38 @@ impl Catalog {
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         let tx = self.conn.transaction().map_err(CatalogError::from)?;
-        let out = f(&Tx { tx: &tx })?;
+        let wrapped = Tx {
+            tx: &tx,
+            last_history: Cell::new(None),
+        };
+        let out = f(&wrapped)?;
+        let added = wrapped.last_history.get();
         tx.commit().map_err(CatalogError::from)?;
+        if let Some(seq) = added {
+            self.last_event.send_replace(seq);
+        }
         Ok(out)
     }
 
     /// Read-only access without a write transaction.
     pub fn read(&self) -> Tx<'_> {
-        Tx { tx: &self.conn }
+        Tx {
+            tx: &self.conn,
+            last_history: Cell::new(None),
+        }
+    }
+
+    /// Follows the newest committed event id: it changes after every commit that added history.
+    pub fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.last_event.subscribe()
     }
 }
 
 /// Statements, usable inside or outside a transaction.
 pub struct Tx<'c> {
     tx: &'c Connection,
+    /// The last history row this transaction added.
+    last_history: Cell<Option<u64>>,
 }
 
 impl Tx<'_> {
@@ -622,39 +865,222 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    pub fn add_history(&self, object: u64, h: &HistoryRow) -> Result<()> {
+    /// The path of a node inside its tenant's namespace, e.g. "/docs/a.txt"; None when the node
+    /// or one of its parents is missing.
+    pub fn path_of(&self, ino: u64) -> Result<Option<String>> {
+        let mut parts: Vec<String> = Vec::new();
+        let mut cur = ino;
+        // A tree deeper than this is a cycle: the catalog never builds one.
+        for _ in 0..4096 {
+            let Some((parent, name)) = self
+                .tx
+                .query_row(
+                    "SELECT parent, name FROM nodes WHERE ino = ?1",
+                    params![cur as i64],
+                    |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, Vec<u8>>(1)?)),
+                )
+                .optional()?
+            else {
+                return Ok(None);
+            };
+            if parent == 0 {
+                parts.reverse();
+                return Ok(Some(format!("/{}", parts.join("/"))));
+            }
+            parts.push(String::from_utf8_lossy(&name).into_owned());
+            cur = parent;
+        }
+        Ok(None)
+    }
+
+    /// Appends one history row of `o` (its tenant and kind are recorded with it) and returns its
+    /// sequence number, the event id.
+    pub fn add_history(&self, o: &ObjectRow, h: &HistoryRow) -> Result<u64> {
+        let path = match &h.path {
+            Some(p) => p.clone(),
+            None => self.path_of(o.id)?.unwrap_or_default(),
+        };
         self.tx.execute(
-            "INSERT INTO history (object, at, from_stage, to_stage, reason, bytes_before, bytes_after)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO history (object, at, from_stage, to_stage, reason, bytes_before, bytes_after,
+                tenant, event, path, kind, policy_version)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
             params![
-                object as i64,
+                o.id as i64,
                 h.at,
                 h.from_stage as i64,
                 h.to_stage as i64,
                 h.reason,
                 h.bytes_before as i64,
-                h.bytes_after as i64
+                h.bytes_after as i64,
+                o.tenant,
+                h.event.as_str(),
+                path,
+                o.kind,
+                h.policy_version.map(|v| v as i64),
             ],
+        )?;
+        let seq = self.tx.last_insert_rowid() as u64;
+        self.last_history.set(Some(seq));
+        Ok(seq)
+    }
+
+    pub fn history(&self, object: u64) -> Result<Vec<HistoryRow>> {
+        let mut st = self.tx.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM history WHERE object = ?1 ORDER BY seq"
+        ))?;
+        let rows = st.query_map(params![object as i64], event_from_row)?;
+        Ok(rows
+            .map(|r| r.map(|e| e.history))
+            .collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Events of `tenant` after `after` (a sequence number), oldest first, at most `limit`.
+    pub fn events_after(
+        &self,
+        tenant: &str,
+        after: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<EventRow>> {
+        let mut st = self.tx.prepare_cached(&format!(
+            "SELECT {EVENT_COLUMNS} FROM history
+             WHERE tenant = ?1 AND seq > ?2
+               AND (?3 IS NULL OR kind = ?3)
+               AND (?4 IS NULL OR from_stage = ?4 OR to_stage = ?4)
+             ORDER BY seq LIMIT ?5"
+        ))?;
+        let rows = st.query_map(
+            params![
+                tenant,
+                after as i64,
+                filter.kind,
+                filter.stage.map(i64::from),
+                limit as i64
+            ],
+            event_from_row,
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The sequence number of the newest history row (0 when there is none).
+    pub fn last_event(&self) -> Result<u64> {
+        Ok(self
+            .tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM history", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// History events of `tenant` counted per (event, kind, from, to).
+    pub fn event_counts(&self, tenant: &str) -> Result<Vec<EventCount>> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT event, kind, from_stage, to_stage, COUNT(*) FROM history WHERE tenant = ?1
+             GROUP BY event, kind, from_stage, to_stage ORDER BY event, kind, from_stage, to_stage",
+        )?;
+        let rows = st.query_map(params![tenant], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)? as u8,
+                r.get::<_, i64>(3)? as u8,
+                r.get::<_, i64>(4)? as u64,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (event, kind, from_stage, to_stage, count) = row?;
+            if let Some(event) = Event::parse(&event) {
+                out.push(EventCount {
+                    event,
+                    kind,
+                    from_stage,
+                    to_stage,
+                    count,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn policy_versions(&self, tenant: &str) -> Result<Vec<PolicyVersionRow>> {
+        let mut st = self.tx.prepare_cached(
+            "SELECT version, body, created_at, note FROM policy_versions WHERE tenant = ?1
+             ORDER BY version",
+        )?;
+        let rows = st.query_map(params![tenant], |r| {
+            Ok(PolicyVersionRow {
+                version: r.get::<_, i64>(0)? as u64,
+                body: r.get(1)?,
+                created_at: r.get(2)?,
+                note: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Tenants that have at least one stored policy version.
+    pub fn policy_tenants(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .tx
+            .prepare("SELECT DISTINCT tenant FROM policy_versions ORDER BY tenant")?;
+        let rows = st.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn add_policy_version(&self, tenant: &str, v: &PolicyVersionRow) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO policy_versions (tenant, version, body, created_at, note)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![tenant, v.version as i64, v.body, v.created_at, v.note],
         )?;
         Ok(())
     }
 
-    pub fn history(&self, object: u64) -> Result<Vec<HistoryRow>> {
-        let mut st = self.tx.prepare(
-            "SELECT at, from_stage, to_stage, reason, bytes_before, bytes_after FROM history
-             WHERE object = ?1 ORDER BY seq",
+    /// The stored answer for (`tenant`, `route`, `key`) if it is newer than `since`.
+    pub fn idempotent_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        since: i64,
+    ) -> Result<Option<IdempotentAnswer>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT status, body FROM idempotency
+                 WHERE tenant = ?1 AND route = ?2 AND key = ?3 AND created_at >= ?4",
+                params![tenant, route, key, since],
+                |r| {
+                    Ok(IdempotentAnswer {
+                        status: r.get::<_, i64>(0)? as u16,
+                        body: r.get(1)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Stores the answer for (`tenant`, `route`, `key`), replacing an expired one, and drops
+    /// answers older than `expired_before`.
+    pub fn store_idempotent_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        answer: &IdempotentAnswer,
+        now: i64,
+        expired_before: i64,
+    ) -> Result<()> {
+        self.tx.execute(
+            "DELETE FROM idempotency WHERE created_at < ?1",
+            params![expired_before],
         )?;
-        let rows = st.query_map(params![object as i64], |r| {
-            Ok(HistoryRow {
-                at: r.get(0)?,
-                from_stage: r.get::<_, i64>(1)? as u8,
-                to_stage: r.get::<_, i64>(2)? as u8,
-                reason: r.get(3)?,
-                bytes_before: r.get::<_, i64>(4)? as u64,
-                bytes_after: r.get::<_, i64>(5)? as u64,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.tx.execute(
+            "REPLACE INTO idempotency (tenant, route, key, status, body, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![tenant, route, key, answer.status as i64, answer.body, now],
+        )?;
+        Ok(())
     }
 
     pub fn totals(&self, tenant: &str) -> Result<Vec<StageKindTotals>> {

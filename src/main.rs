@@ -11,7 +11,7 @@ use clap::Parser;
 use tracing::{error, info};
 
 use rustdb::clock::SystemClock;
-use rustdb::engine::{ChangeListener, Engine, EngineConfig};
+use rustdb::engine::{ChangeListener, Engine, EngineConfig, Seed};
 use rustdb::policy::PolicySet;
 use rustdb::{api_backend::ApiBackend, fs_backend::MountBackend, scheduler::Scheduler, transform};
 
@@ -53,16 +53,8 @@ fn load_policies(path: Option<&std::path::Path>) -> anyhow::Result<PolicySet> {
         .with_context(|| format!("cannot read policy file {}", path.display()))?;
     let set: PolicySet = serde_json::from_str(&text)
         .with_context(|| format!("policy file {} is not a valid policy set", path.display()))?;
-    for (kind, p) in [
-        ("image", &set.image),
-        ("text", &set.text),
-        ("spreadsheet", &set.spreadsheet),
-        ("document", &set.document),
-        ("binary", &set.binary),
-    ] {
-        p.validate()
-            .map_err(|e| anyhow::anyhow!("policy file {}: {kind}: {e}", path.display()))?;
-    }
+    set.validate()
+        .map_err(|e| anyhow::anyhow!("policy file {}: {e}", path.display()))?;
     Ok(set)
 }
 
@@ -82,8 +74,15 @@ fn run_up(up: cli::UpArgs) -> anyhow::Result<()> {
         ..EngineConfig::default()
     };
     let engine = Arc::new(Engine::load(config, Arc::new(SystemClock))?);
+    // Each tenant's policies start as the built-in defaults; a policy file given at startup
+    // becomes a new version wherever it differs from the current one.
+    let (seed_note, seed) = match &up.policy_file {
+        Some(path) => (format!("policy file {}", path.display()), Seed::IfDifferent),
+        None => ("built-in defaults".to_owned(), Seed::IfNone),
+    };
     for tenant in keys.tenants().iter().chain(std::iter::once(&up.tenant)) {
         engine.tenant_root(tenant)?;
+        engine.seed_policies(tenant, &engine.config().policies.clone(), &seed_note, seed)?;
     }
     let backend = Arc::new(MountBackend::new(engine.clone(), &up.tenant)?);
     let mount_config = rustdb_fs::MountConfig {

@@ -2,12 +2,14 @@
 //! generation to `tmp/`, fsync, rename into place, commit the catalog, then delete the old one.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tracing::{info, warn};
 
 use super::namespace::{read_head, sha256_file};
 use super::{decay_state, reschedule, Engine, EngineError, Result};
-use crate::catalog::{Encoding, HistoryRow, ObjectRow};
+use crate::catalog::{Encoding, Event, HistoryRow, ObjectRow};
+use crate::policy::{Policy, PolicyVersion};
 use crate::decay::{self, PURGED};
 use crate::transform::{self, binary, detect::detect, stub, Kind, TransformError};
 
@@ -66,6 +68,21 @@ fn plan(kind: Kind, from: u8, target: u8) -> Plan {
     }
 }
 
+/// What decided a stage change: the target, the forced-tick progress, and the policy (with its
+/// version) that asked for it.
+struct Decision<'p> {
+    target: u8,
+    progress: f64,
+    policy: &'p Policy,
+    version: u64,
+}
+
+/// Whether this step keeps the current (lossless) bytes as the restorable original.
+fn keeps_original(o: &ObjectRow, policy: &Policy, c: Option<&Candidate>, keep_bytes: bool) -> bool {
+    let wanted = o.keep_original.unwrap_or(policy.keep_original);
+    wanted && o.lossless && o.original_gen.is_none() && !keep_bytes && c.is_some_and(|c| !c.lossless)
+}
+
 /// A new artifact waiting in `tmp/`.
 struct Candidate {
     tmp: PathBuf,
@@ -111,7 +128,7 @@ impl Engine {
                 if o.deleted_at.is_some() {
                     continue;
                 }
-                let policy = self.policy(&o.kind);
+                let policy = self.policy(&o.tenant, &o.kind);
                 let counted = crate::heat::counted_opens(
                     access,
                     o.last_access_at,
@@ -122,7 +139,7 @@ impl Engine {
                 o.heat_at = now;
                 o.last_access_at = o.last_access_at.max(access.last_at);
                 o.progress = 0.0;
-                reschedule(&mut o, policy);
+                reschedule(&mut o, &policy);
                 tx.update_object(&o)?;
             }
             Ok::<_, EngineError>(())
@@ -132,7 +149,20 @@ impl Engine {
 
     /// One pass of the engine over due objects (all live objects of the tenant when forced).
     pub fn tick(&self, tenant: Option<&str>, opts: TickOptions) -> Result<TickReport> {
+        self.tick_under(tenant, opts, None)
+    }
+
+    /// A tick under `proposed` policies instead of each tenant's current ones (dry runs of a
+    /// policy change).
+    pub(super) fn tick_under(
+        &self,
+        tenant: Option<&str>,
+        opts: TickOptions,
+        proposed: Option<Arc<PolicyVersion>>,
+    ) -> Result<TickReport> {
         let _one_at_a_time = self.tick_lock.lock();
+        let started = std::time::Instant::now();
+        let mut tenants_seen = std::collections::BTreeSet::new();
         self.flush_heat()?;
         let now = self.clock.now();
         let dry_run = opts.dry_run || self.cfg.shadow;
@@ -161,7 +191,11 @@ impl Engine {
                 continue;
             }
             report.examined += 1;
-            match self.step(object, opts.force, dry_run, now) {
+            tenants_seen.insert(object.tenant.clone());
+            let policies = proposed
+                .clone()
+                .unwrap_or_else(|| self.tenant_policy(&object.tenant));
+            match self.step(object, &policies, opts.force, dry_run, now) {
                 Ok(Step::Unchanged) => {}
                 Ok(Step::Changed(change)) => {
                     report.changed += 1;
@@ -173,6 +207,19 @@ impl Engine {
                     warn!(object = id, error = %e, "decay step failed");
                     report.failed += 1;
                 }
+            }
+        }
+        if proposed.is_none() {
+            let seconds = started.elapsed().as_secs_f64();
+            if let Some(t) = tenant {
+                tenants_seen.insert(t.to_owned());
+            }
+            for t in &tenants_seen {
+                self.count(t, |c| {
+                    c.ticks += 1;
+                    c.tick_seconds_total += seconds;
+                    c.tick_seconds_max = c.tick_seconds_max.max(seconds);
+                });
             }
         }
         if report.changed > 0 || report.failed > 0 {
@@ -188,8 +235,17 @@ impl Engine {
         Ok(report)
     }
 
-    fn step(&self, object: ObjectRow, force: bool, dry_run: bool, now: i64) -> Result<Step> {
-        let policy = self.policy(&object.kind).clone();
+    fn step(
+        &self,
+        object: ObjectRow,
+        policies: &PolicyVersion,
+        force: bool,
+        dry_run: bool,
+        now: i64,
+    ) -> Result<Step> {
+        let kind = Kind::parse(&object.kind).unwrap_or(Kind::Binary);
+        let policy = policies.set.for_kind(kind).clone();
+        let version = policies.version;
         let state = decay_state(&object);
         let (target, progress) = if force {
             let s = decay::forced_step(&state, &policy, now);
@@ -222,6 +278,7 @@ impl Engine {
                     } else {
                         "purged: delete_after_sec reached"
                     },
+                    Some(version),
                 )?;
             }
             return Ok(Step::Changed(TickChange {
@@ -245,7 +302,7 @@ impl Engine {
                 if dry_run {
                     return Ok(Step::Failed);
                 }
-                return self.record_failure(&object, target, now, &e.to_string());
+                return self.record_failure(&object, target, now, &e.to_string(), version);
             }
         };
         let guard = TempGuard(candidate.as_ref().map(|c| c.tmp.clone()));
@@ -256,7 +313,7 @@ impl Engine {
             (Some(c), false) => c.stored_size,
             _ => object.stored_size,
         };
-        let kept_original = self.keeps_original(&object, candidate.as_ref(), keep_bytes);
+        let kept_original = keeps_original(&object, &policy, candidate.as_ref(), keep_bytes);
         let change = TickChange {
             id: object.id,
             path,
@@ -290,8 +347,12 @@ impl Engine {
             };
             let committed = self.commit_stage(
                 &object,
-                target,
-                progress,
+                Decision {
+                    target,
+                    progress,
+                    policy: &policy,
+                    version,
+                },
                 None,
                 false,
                 &reason_for(&note),
@@ -311,8 +372,12 @@ impl Engine {
         let reason = reason_for(&c.note);
         let committed = self.commit_stage(
             &object,
-            target,
-            progress,
+            Decision {
+                target,
+                progress,
+                policy: &policy,
+                version,
+            },
             Some(&c),
             kept_original,
             &reason,
@@ -332,32 +397,23 @@ impl Engine {
         Ok(Step::Changed(change))
     }
 
-    /// Whether this step keeps the current (lossless) bytes as the restorable original.
-    fn keeps_original(&self, o: &ObjectRow, c: Option<&Candidate>, keep_bytes: bool) -> bool {
-        let wanted = o
-            .keep_original
-            .unwrap_or(self.policy(&o.kind).keep_original);
-        wanted
-            && o.lossless
-            && o.original_gen.is_none()
-            && !keep_bytes
-            && c.is_some_and(|c| !c.lossless)
-    }
-
     /// Commits a stage change if nobody wrote meanwhile. `candidate` is the new generation, already
     /// published; None keeps the bytes. Returns false when the object changed underneath.
-    #[allow(clippy::too_many_arguments)]
     fn commit_stage(
         &self,
         snapshot: &ObjectRow,
-        target: u8,
-        progress: f64,
+        decision: Decision<'_>,
         candidate: Option<&Candidate>,
         keep_original: bool,
         reason: &str,
         now: i64,
     ) -> Result<bool> {
-        let policy = self.policy(&snapshot.kind).clone();
+        let Decision {
+            target,
+            progress,
+            policy,
+            version,
+        } = decision;
         let opens = self.opens.lock();
         if opens
             .get(&snapshot.id)
@@ -395,17 +451,20 @@ impl Engine {
             o.stage_since = now;
             o.progress = progress;
             o.fail_count = 0;
-            reschedule(&mut o, &policy);
+            reschedule(&mut o, policy);
             tx.update_object(&o)?;
             tx.add_history(
-                o.id,
+                &o,
                 &HistoryRow {
                     at: now,
+                    event: Event::Decayed,
                     from_stage: snapshot.stage,
                     to_stage: target,
                     reason: reason.to_string(),
                     bytes_before: before,
                     bytes_after: o.stored_size,
+                    path: None,
+                    policy_version: Some(version),
                 },
             )?;
             Ok::<_, EngineError>(true)
@@ -430,7 +489,14 @@ impl Engine {
         })
     }
 
-    fn record_failure(&self, object: &ObjectRow, target: u8, now: i64, why: &str) -> Result<Step> {
+    fn record_failure(
+        &self,
+        object: &ObjectRow,
+        target: u8,
+        now: i64,
+        why: &str,
+        version: u64,
+    ) -> Result<Step> {
         warn!(object = object.id, target, error = why, "transform failed");
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
@@ -442,9 +508,10 @@ impl Engine {
             o.next_decay_at = Some(now + backoff);
             tx.update_object(&o)?;
             tx.add_history(
-                o.id,
+                &o,
                 &HistoryRow {
                     at: now,
+                    event: Event::Failed,
                     from_stage: o.stage,
                     to_stage: o.stage,
                     reason: format!(
@@ -453,6 +520,8 @@ impl Engine {
                     ),
                     bytes_before: o.stored_size,
                     bytes_after: o.stored_size,
+                    path: None,
+                    policy_version: Some(version),
                 },
             )?;
             Ok::<_, EngineError>(())
@@ -577,7 +646,7 @@ impl Engine {
         }
     }
 
-    fn purge(&self, o: &ObjectRow, path: &str, reason: &str) -> Result<()> {
+    fn purge(&self, o: &ObjectRow, path: &str, reason: &str, version: Option<u64>) -> Result<()> {
         let now = self.clock.now();
         let node = self.catalog.lock().read().node(o.id)?;
         let opens = self.opens.lock();
@@ -600,14 +669,17 @@ impl Engine {
             tx.update_object(&cur)?;
             tx.delete_node(o.id)?;
             tx.add_history(
-                o.id,
+                &cur,
                 &HistoryRow {
                     at: now,
+                    event: Event::Purged,
                     from_stage: from,
                     to_stage: PURGED,
                     reason: reason.to_string(),
                     bytes_before: before,
                     bytes_after: 0,
+                    path: Some(path.to_owned()),
+                    policy_version: version,
                 },
             )?;
             Ok::<_, EngineError>(true)
@@ -645,14 +717,17 @@ impl Engine {
                 o.original_stored_size = 0;
                 tx.update_object(&o)?;
                 tx.add_history(
-                    id,
+                    &o,
                     &HistoryRow {
                         at: now,
+                        event: Event::Expired,
                         from_stage: o.stage,
                         to_stage: o.stage,
                         reason: "restore window closed; kept original deleted".into(),
                         bytes_before: o.stored_size + freed,
                         bytes_after: o.stored_size,
+                        path: None,
+                        policy_version: None,
                     },
                 )?;
                 Ok::<_, EngineError>(())
@@ -719,7 +794,7 @@ impl Engine {
         let head = read_head(&dest)?;
         let path = self.path_of(id).unwrap_or_default();
         let detected = detect(path.rsplit('/').next().unwrap_or(""), &head);
-        let policy = self.policy(detected.kind.as_str()).clone();
+        let policy = self.policy(&o.tenant, detected.kind.as_str());
         let opens = self.opens.lock();
         if opens.get(&id).is_some_and(|x| x.writers > 0 || x.dirty) {
             self.store.remove(&dest);
@@ -745,14 +820,17 @@ impl Engine {
             reschedule(&mut cur, &policy);
             tx.update_object(&cur)?;
             tx.add_history(
-                id,
+                &cur,
                 &HistoryRow {
                     at: now,
+                    event: Event::Restored,
                     from_stage: from,
                     to_stage: 0,
                     reason: "restored to the original (sha256 verified)".into(),
                     bytes_before: before,
                     bytes_after: size,
+                    path: None,
+                    policy_version: None,
                 },
             )?;
             Ok::<_, EngineError>(Some(cur))
@@ -803,8 +881,8 @@ impl Engine {
             if let Some(k) = keep_original {
                 o.keep_original = Some(k);
             }
-            let policy = self.policy(&o.kind);
-            reschedule(&mut o, policy);
+            let policy = self.policy(&o.tenant, &o.kind);
+            reschedule(&mut o, &policy);
             tx.update_object(&o)?;
             Ok(o)
         })
@@ -832,7 +910,7 @@ impl Engine {
         let detected = detect(name.rsplit('/').next().unwrap_or(""), &head);
         let now = self.clock.now();
         let now_ns = self.clock.now_ns();
-        let policy = self.policy(detected.kind.as_str()).clone();
+        let policy = self.policy(&o.tenant, detected.kind.as_str());
         let mut dropped_original = None;
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
@@ -852,14 +930,17 @@ impl Engine {
             reschedule(&mut cur, &policy);
             tx.update_object(&cur)?;
             tx.add_history(
-                id,
+                &cur,
                 &HistoryRow {
                     at: now,
+                    event: Event::Written,
                     from_stage: from,
                     to_stage: 0,
                     reason: "written: new original content".into(),
                     bytes_before: o.stored_size,
                     bytes_after: size,
+                    path: None,
+                    policy_version: None,
                 },
             )?;
             tx.touch_node(id, mtime_ns, now_ns)?;
@@ -882,7 +963,7 @@ impl Engine {
         self.store.publish(&tmp, &dest)?;
         std::mem::forget(guard);
         let now = self.clock.now();
-        let policy = self.policy(&o.kind).clone();
+        let policy = self.policy(&o.tenant, &o.kind);
         let mut dropped_original = None;
         let mut cat = self.catalog.lock();
         let thawed = cat.atomically(|tx| {
@@ -902,14 +983,17 @@ impl Engine {
             reschedule(&mut cur, &policy);
             tx.update_object(&cur)?;
             tx.add_history(
-                o.id,
+                &cur,
                 &HistoryRow {
                     at: now,
+                    event: Event::Thawed,
                     from_stage: from,
                     to_stage: 0,
                     reason: "decompressed for writing".into(),
                     bytes_before: o.stored_size,
                     bytes_after: cur.stored_size,
+                    path: None,
+                    policy_version: None,
                 },
             )?;
             Ok::<_, EngineError>(Some(cur))

@@ -3,10 +3,14 @@
 
 mod lifecycle;
 mod namespace;
+mod objects;
+mod policies;
 mod query;
 mod xattr;
 
 pub use lifecycle::{TickChange, TickOptions, TickReport};
+pub use policies::Seed;
+pub use objects::Import;
 pub use namespace::{NodeView, OpenedArtifact, SetAttrs, TimeSet};
 pub use query::{ObjectFilter, ObjectInfo, ObjectStateInfo, TenantTotals};
 
@@ -23,7 +27,7 @@ use crate::catalog::{Catalog, CatalogError, NodeRow, NodeType, ObjectRow};
 use crate::clock::Clock;
 use crate::decay::{self, DecayState};
 use crate::heat::HeatBuffer;
-use crate::policy::{Policy, PolicySet};
+use crate::policy::{Policy, PolicySet, PolicyVersion};
 use crate::store::{Store, StoreError};
 use crate::transform::{Kind, Limits, TransformError};
 
@@ -79,6 +83,9 @@ pub enum EngineError {
     NotEmpty,
     #[error("invalid: {0}")]
     Invalid(String),
+    /// A value the caller gave breaks a rule; `field` names it (e.g. `text.stub_after_sec`).
+    #[error("{field}: {reason}")]
+    InvalidField { field: String, reason: String },
     #[error("{0}")]
     NotPermitted(String),
     #[error("the artifact changed since this node was looked up")]
@@ -117,6 +124,19 @@ struct Opens {
     baseline: Option<(u64, i64)>,
 }
 
+/// Counters kept in memory since the process started, per tenant.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveCounters {
+    /// Opens (mount or API) that counted as accesses.
+    pub accesses_counted: u64,
+    /// Opens by ignored processes (indexers, scanners).
+    pub accesses_ignored: u64,
+    /// Ticks that examined this tenant's objects, and their total and longest duration.
+    pub ticks: u64,
+    pub tick_seconds_total: f64,
+    pub tick_seconds_max: f64,
+}
+
 pub struct Engine {
     cfg: EngineConfig,
     clock: Arc<dyn Clock>,
@@ -127,6 +147,10 @@ pub struct Engine {
     heat: HeatBuffer,
     listener: RwLock<Option<Arc<dyn ChangeListener>>>,
     tick_lock: Mutex<()>,
+    /// The current policy version of each tenant that has one stored.
+    policies: RwLock<HashMap<String, Arc<PolicyVersion>>>,
+    policy_change: Mutex<()>,
+    counters: Mutex<HashMap<String, LiveCounters>>,
 }
 
 impl Engine {
@@ -140,6 +164,12 @@ impl Engine {
         if swept != Default::default() {
             info!(?swept, "startup sweep cleaned the storage directory");
         }
+        let mut policies = HashMap::new();
+        for tenant in catalog.read().policy_tenants()? {
+            if let Some(current) = stored_policies(&catalog, &tenant)?.pop() {
+                policies.insert(tenant, Arc::new(current));
+            }
+        }
         Ok(Engine {
             cfg,
             clock,
@@ -149,7 +179,28 @@ impl Engine {
             heat: HeatBuffer::default(),
             listener: RwLock::new(None),
             tick_lock: Mutex::new(()),
+            policies: RwLock::new(policies),
+            policy_change: Mutex::new(()),
+            counters: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Follows the newest event id (see [`crate::catalog::Catalog::subscribe_events`]).
+    pub fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.catalog.lock().subscribe_events()
+    }
+
+    /// In-memory counters of `tenant` since the process started.
+    pub fn live_counters(&self, tenant: &str) -> LiveCounters {
+        self.counters
+            .lock()
+            .get(tenant)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn count(&self, tenant: &str, f: impl FnOnce(&mut LiveCounters)) {
+        f(self.counters.lock().entry(tenant.to_owned()).or_default());
     }
 
     pub fn config(&self) -> &EngineConfig {
@@ -198,10 +249,26 @@ impl Engine {
         Ok(root)
     }
 
-    pub fn policy(&self, kind: &str) -> &Policy {
-        self.cfg
-            .policies
+    /// The current policy version of `tenant`: the stored one, or the configured defaults as
+    /// version 0 for a tenant that has none stored yet.
+    pub fn tenant_policy(&self, tenant: &str) -> Arc<PolicyVersion> {
+        if let Some(current) = self.policies.read().get(tenant) {
+            return Arc::clone(current);
+        }
+        Arc::new(PolicyVersion {
+            version: 0,
+            created_at: 0,
+            note: "configured defaults".to_owned(),
+            set: self.cfg.policies.clone(),
+        })
+    }
+
+    /// The current policy of `tenant` for objects of `kind`.
+    pub fn policy(&self, tenant: &str, kind: &str) -> Policy {
+        self.tenant_policy(tenant)
+            .set
             .for_kind(Kind::parse(kind).unwrap_or(Kind::Binary))
+            .clone()
     }
 
     /// `PRAGMA integrity_check` of the catalog ("ok" when whole).
@@ -224,6 +291,29 @@ impl Engine {
             .map(|o| o.writers + u32::from(o.dirty))
             .unwrap_or(0)
     }
+}
+
+/// Every stored policy version of `tenant`, oldest first.
+fn stored_policies(catalog: &Catalog, tenant: &str) -> Result<Vec<PolicyVersion>> {
+    catalog
+        .read()
+        .policy_versions(tenant)?
+        .into_iter()
+        .map(|row| {
+            let set = serde_json::from_str(&row.body).map_err(|e| {
+                EngineError::Invalid(format!(
+                    "stored policy version {} of tenant {tenant:?} does not parse: {e}",
+                    row.version
+                ))
+            })?;
+            Ok(PolicyVersion {
+                version: row.version,
+                created_at: row.created_at,
+                note: row.note,
+                set,
+            })
+        })
+        .collect()
 }
 
 fn decay_state(o: &ObjectRow) -> DecayState {

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::{reschedule, Engine, EngineError, Result};
-use crate::catalog::{Encoding, HistoryRow, NodeRow, NodeType, ObjectRow};
+use crate::catalog::{Encoding, Event, HistoryRow, NodeRow, NodeType, ObjectRow};
 use crate::transform::binary::ChunkedReader;
 use crate::transform::detect::detect;
+use crate::transform::Detected;
 
 /// A node with its object, when it is a file.
 #[derive(Debug, Clone)]
@@ -161,7 +162,52 @@ impl Engine {
             .collect()
     }
 
-    fn new_node(
+    /// A stage-0 object whose artifact is generation 1, `size` plain bytes hashing to `sha256`.
+    pub(super) fn new_object(
+        &self,
+        id: u64,
+        tenant: &str,
+        detected: &Detected,
+        size: u64,
+        sha256: &str,
+        now: i64,
+    ) -> ObjectRow {
+        ObjectRow {
+            id,
+            tenant: tenant.to_owned(),
+            stage: 0,
+            kind: detected.kind.as_str().to_string(),
+            format: detected.format.clone(),
+            generation: 1,
+            encoding: Encoding::Plain,
+            size,
+            stored_size: size,
+            original_size: size,
+            sha256: sha256.to_owned(),
+            lossless: true,
+            heat: 1.0,
+            heat_at: now,
+            last_access_at: now,
+            created_at: now,
+            stage_since: now,
+            next_decay_at: None,
+            progress: 0.0,
+            pinned: false,
+            hold: false,
+            keep_original: None,
+            speed: 1.0,
+            original_gen: None,
+            original_encoding: Encoding::Plain,
+            original_stored_size: 0,
+            restore_until: None,
+            fail_count: 0,
+            deleted_at: None,
+            deleted_path: None,
+            purge_reason: None,
+        }
+    }
+
+    pub(super) fn new_node(
         &self,
         parent: &NodeRow,
         name: &[u8],
@@ -260,51 +306,23 @@ impl Engine {
                 return Ok(None);
             }
             let id = tx.insert_node(&node)?;
-            let mut object = ObjectRow {
-                id,
-                tenant: dir.tenant.clone(),
-                stage: 0,
-                kind: detected.kind.as_str().to_string(),
-                format: detected.format.clone(),
-                generation: 1,
-                encoding: Encoding::Plain,
-                size: 0,
-                stored_size: 0,
-                original_size: 0,
-                sha256: hex::encode(Sha256::digest(b"")),
-                lossless: true,
-                heat: 1.0,
-                heat_at: now,
-                last_access_at: now,
-                created_at: now,
-                stage_since: now,
-                next_decay_at: None,
-                progress: 0.0,
-                pinned: false,
-                hold: false,
-                keep_original: None,
-                speed: 1.0,
-                original_gen: None,
-                original_encoding: Encoding::Plain,
-                original_stored_size: 0,
-                restore_until: None,
-                fail_count: 0,
-                deleted_at: None,
-                deleted_path: None,
-                purge_reason: None,
-            };
-            let policy = self.policy(&object.kind);
-            reschedule(&mut object, policy);
+            let empty_hash = hex::encode(Sha256::digest(b""));
+            let mut object = self.new_object(id, &dir.tenant, &detected, 0, &empty_hash, now);
+            let policy = self.policy(&object.tenant, &object.kind);
+            reschedule(&mut object, &policy);
             tx.insert_object(&object)?;
             tx.add_history(
-                id,
+                &object,
                 &HistoryRow {
                     at: now,
+                    event: Event::Created,
                     from_stage: 0,
                     to_stage: 0,
                     reason: "created".into(),
                     bytes_before: 0,
                     bytes_after: 0,
+                    path: None,
+                    policy_version: None,
                 },
             )?;
             tx.touch_node(parent, node.ctime_ns, node.ctime_ns)?;
@@ -388,6 +406,13 @@ impl Engine {
         if !ignored {
             self.heat.record(ino, self.clock.now());
         }
+        self.count(&object.tenant, |c| {
+            if ignored {
+                c.accesses_ignored += 1;
+            } else {
+                c.accesses_counted += 1;
+            }
+        });
         if write && object.encoding == Encoding::Chunked {
             // Writers need plain bytes: decode to a new generation, then have the kernel look
             // the name up again so the writer opens that generation.
@@ -598,7 +623,7 @@ impl Engine {
     }
 
     /// Removes a file or symlink from the namespace; a file's object becomes a tombstone.
-    fn remove_node(&self, node: &NodeRow, reason: &str) -> Result<()> {
+    pub(super) fn remove_node(&self, node: &NodeRow, reason: &str) -> Result<()> {
         let now = self.clock.now();
         let now_ns = self.clock.now_ns();
         let path = self.path_of(node.ino).unwrap_or_default();
@@ -613,16 +638,20 @@ impl Engine {
             tx.delete_node(node.ino)?;
             tx.touch_node(node.parent, now_ns, now_ns)?;
             if let Some(o) = &object {
-                tx.update_object(&o.tombstone(now, &path, reason))?;
+                let tombstone = o.tombstone(now, &path, reason);
+                tx.update_object(&tombstone)?;
                 tx.add_history(
-                    o.id,
+                    &tombstone,
                     &HistoryRow {
                         at: now,
+                        event: Event::Deleted,
                         from_stage: o.stage,
                         to_stage: o.stage,
                         reason: reason.to_string(),
-                        bytes_before: o.stored_size,
+                        bytes_before: o.stored_size + o.original_stored_size,
                         bytes_after: 0,
+                        path: Some(path.clone()),
+                        policy_version: None,
                     },
                 )?;
             }
@@ -696,16 +725,36 @@ impl Engine {
                 (false, false) => self.remove_node(t, "replaced by rename")?,
             }
         }
+        let at = self.clock.now();
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
             // Re-read inside the transaction: nothing changed meanwhile is written back stale.
             let mut moved = tx.node(node.ino)?.ok_or(EngineError::NoEntry)?;
+            let old_path = tx.path_of(moved.ino)?.unwrap_or_default();
             moved.parent = new_parent;
             moved.name = new_name.to_vec();
             moved.ctime_ns = now;
             tx.update_node(&moved)?;
             for dir in [parent, new_parent] {
                 tx.touch_node(dir, now, now)?;
+            }
+            // A file's rename is an event; a directory's moves its files without one each.
+            if let Some(o) = tx.object(moved.ino)?.filter(|o| o.deleted_at.is_none()) {
+                let new_path = tx.path_of(moved.ino)?.unwrap_or_default();
+                tx.add_history(
+                    &o,
+                    &HistoryRow {
+                        at,
+                        event: Event::Renamed,
+                        from_stage: o.stage,
+                        to_stage: o.stage,
+                        reason: format!("renamed from {old_path}"),
+                        bytes_before: o.stored_size,
+                        bytes_after: o.stored_size,
+                        path: Some(new_path),
+                        policy_version: None,
+                    },
+                )?;
             }
             Ok::<_, EngineError>(())
         })?;

@@ -46,7 +46,7 @@ impl Engine {
                 o.heat,
                 o.heat_at,
                 now,
-                self.policy(&o.kind).heat_half_life_sec,
+                self.policy(&o.tenant, &o.kind).heat_half_life_sec,
             );
             let value = match key {
                 "stage" => o.stage.to_string(),
@@ -64,7 +64,7 @@ impl Engine {
                 "hold" => u8::from(o.hold).to_string(),
                 "keep_original" => u8::from(
                     o.keep_original
-                        .unwrap_or(self.policy(&o.kind).keep_original),
+                        .unwrap_or(self.policy(&o.tenant, &o.kind).keep_original),
                 )
                 .to_string(),
                 "speed" => format!("{}", o.speed),
