@@ -924,14 +924,13 @@ impl Tx<'_> {
         Ok(seq)
     }
 
-    pub fn history(&self, object: u64) -> Result<Vec<HistoryRow>> {
+    /// The history of one object, oldest first, with the event ids.
+    pub fn history(&self, object: u64) -> Result<Vec<EventRow>> {
         let mut st = self.tx.prepare_cached(&format!(
             "SELECT {EVENT_COLUMNS} FROM history WHERE object = ?1 ORDER BY seq"
         ))?;
         let rows = st.query_map(params![object as i64], event_from_row)?;
-        Ok(rows
-            .map(|r| r.map(|e| e.history))
-            .collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Events of `tenant` after `after` (a sequence number), oldest first, at most `limit`.

@@ -105,10 +105,7 @@ fn run_up(up: cli::UpArgs) -> anyhow::Result<()> {
         Duration::from_secs(up.tick_interval_sec.max(1)),
     )?;
 
-    let state = rustdb_api::AppState {
-        backend: Arc::new(ApiBackend::new(engine.clone())),
-        keys: Arc::new(keys),
-    };
+    let state = rustdb_api::AppState::new(Arc::new(ApiBackend::new(engine.clone())), keys);
     let served = serve_api(up.listen, state);
 
     scheduler.stop();

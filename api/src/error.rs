@@ -9,6 +9,24 @@ use axum::Json;
 
 use crate::backend::BackendError;
 
+/// The body of every error answer.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: bad_request, unauthorized, forbidden, not_found, method_not_allowed,
+    /// conflict, payload_too_large, range_not_satisfiable, invalid, internal.
+    pub code: String,
+    /// What went wrong and what to do, for people.
+    pub message: String,
+    /// The offending field of a 422, e.g. `text.stub_after_sec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
 /// An error answer of the API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -18,6 +36,9 @@ pub enum ApiError {
     /// Missing or unknown `X-API-Key`. 401 `unauthorized`.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A reader key asked for a change. 403 `forbidden`.
+    #[error("{0}")]
+    Forbidden(String),
     /// No such object (for this tenant) or no such route. 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
@@ -33,6 +54,12 @@ pub enum ApiError {
     /// Well-formed but unacceptable values. 422 `invalid`.
     #[error("{0}")]
     Invalid(String),
+    /// One field's value is unacceptable; the answer names it. 422 `invalid`.
+    #[error("{field}: {reason}")]
+    InvalidField { field: String, reason: String },
+    /// A `Range` outside the artifact. 416 `range_not_satisfiable`.
+    #[error("range not satisfiable: the artifact has {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
     /// A failure that is not the client's; the detail is logged, the client sees
     /// "internal error". 500 `internal`.
     #[error("internal: {0}")]
@@ -45,13 +72,19 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::PayloadTooLarge { .. } => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large")
             }
-            ApiError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            ApiError::Invalid(_) | ApiError::InvalidField { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+            }
+            ApiError::RangeNotSatisfiable { .. } => {
+                (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -71,6 +104,7 @@ impl From<BackendError> for ApiError {
             BackendError::NotFound(id) => ApiError::NotFound(format!("object {id} not found")),
             BackendError::Conflict(message) => ApiError::Conflict(message),
             BackendError::Invalid(message) => ApiError::Invalid(message),
+            BackendError::InvalidField { field, reason } => ApiError::InvalidField { field, reason },
             BackendError::Internal(detail) => ApiError::Internal(detail),
         }
     }
@@ -82,10 +116,26 @@ impl IntoResponse for ApiError {
         if let ApiError::Internal(detail) = &self {
             tracing::error!(%detail, "internal error");
         }
-        let body = serde_json::json!({
-            "error": { "code": code, "message": self.public_message() }
-        });
-        (status, Json(body)).into_response()
+        let field = match &self {
+            ApiError::InvalidField { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: self.public_message(),
+                field,
+            },
+        };
+        let mut response = (status, Json(body)).into_response();
+        if let ApiError::RangeNotSatisfiable { size } = self {
+            if let Ok(value) = format!("bytes */{size}").parse() {
+                response
+                    .headers_mut()
+                    .insert(axum::http::header::CONTENT_RANGE, value);
+            }
+        }
+        response
     }
 }
 

@@ -591,7 +591,7 @@ impl Engine {
                 let history = self.catalog.lock().read().history(o.id)?;
                 let history: Vec<(i64, u8, String)> = history
                     .into_iter()
-                    .map(|h| (h.at, h.to_stage, h.reason))
+                    .map(|e| (e.history.at, e.history.to_stage, e.history.reason))
                     .collect();
                 let bytes = stub::render(&stub::StubInfo {
                     name,

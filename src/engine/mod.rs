@@ -12,7 +12,9 @@ pub use lifecycle::{TickChange, TickOptions, TickReport};
 pub use policies::Seed;
 pub use objects::Import;
 pub use namespace::{NodeView, OpenedArtifact, SetAttrs, TimeSet};
-pub use query::{ObjectFilter, ObjectInfo, ObjectStateInfo, TenantTotals};
+pub use query::{
+    EventBatch, EventSelection, ObjectFilter, ObjectInfo, ObjectStateInfo, TenantTotals,
+};
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

@@ -3,17 +3,56 @@
 use std::collections::HashMap;
 
 use super::{Engine, EngineError, Result};
-use crate::catalog::{HistoryRow, ObjectRow, StageKindTotals};
+use crate::catalog::{
+    EventCount, EventFilter, EventRow, IdempotentAnswer, ObjectRow, StageKindTotals,
+};
 use crate::decay;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ObjectFilter {
     /// A path prefix such as "/docs"; matches the path itself and everything below it.
     pub path: Option<String>,
     pub stage: Option<u8>,
     pub kind: Option<String>,
     pub include_deleted: bool,
+    /// Tombstones only.
+    pub only_deleted: bool,
+    /// Objects with an id above this one.
+    pub after: u64,
+    pub limit: usize,
 }
+
+impl Default for ObjectFilter {
+    fn default() -> Self {
+        ObjectFilter {
+            path: None,
+            stage: None,
+            kind: None,
+            include_deleted: false,
+            only_deleted: false,
+            after: 0,
+            limit: usize::MAX,
+        }
+    }
+}
+
+/// Events of a tenant after some event id, filtered.
+#[derive(Debug, Clone, Default)]
+pub struct EventSelection {
+    pub kind: Option<String>,
+    pub stage: Option<u8>,
+    pub path: Option<String>,
+}
+
+/// A page of events and the last event id looked at (matching or not).
+#[derive(Debug, Clone, Default)]
+pub struct EventBatch {
+    pub events: Vec<EventRow>,
+    pub last_seen: u64,
+}
+
+/// How long an `Idempotency-Key` answer is kept.
+pub const IDEMPOTENCY_TTL_SEC: i64 = 86_400;
 
 #[derive(Debug, Clone)]
 pub struct ObjectInfo {
@@ -24,13 +63,15 @@ pub struct ObjectInfo {
 #[derive(Debug, Clone)]
 pub struct ObjectStateInfo {
     pub info: ObjectInfo,
-    pub history: Vec<HistoryRow>,
+    pub history: Vec<EventRow>,
     pub restorable: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct TenantTotals {
     pub by_stage_kind: Vec<StageKindTotals>,
+    /// History events counted per (event, kind, from, to).
+    pub events: Vec<EventCount>,
 }
 
 fn path_in(tree: &HashMap<u64, (u64, Vec<u8>)>, ino: u64) -> Option<String> {
@@ -81,9 +122,11 @@ impl Engine {
         let cat = self.catalog.lock();
         let r = cat.read();
         let tree = r.tree(tenant)?;
-        let rows = r.objects_of(tenant, filter.include_deleted)?;
+        let rows = r.objects_of(tenant, filter.include_deleted || filter.only_deleted)?;
         Ok(rows
             .into_iter()
+            .filter(|o| o.id > filter.after)
+            .filter(|o| !filter.only_deleted || o.deleted_at.is_some())
             .filter_map(|object| {
                 let path = match &object.deleted_path {
                     Some(p) if object.deleted_at.is_some() => p.clone(),
@@ -94,7 +137,77 @@ impl Engine {
             .filter(|i| filter.stage.is_none_or(|s| i.object.stage == s))
             .filter(|i| filter.kind.as_deref().is_none_or(|k| i.object.kind == k))
             .filter(|i| filter.path.as_deref().is_none_or(|p| under(&i.path, p)))
+            .take(filter.limit)
             .collect())
+    }
+
+    /// Events of `tenant` after event id `after` that match `selection`, at most `limit`.
+    pub fn events(
+        &self,
+        tenant: &str,
+        after: u64,
+        selection: &EventSelection,
+        limit: usize,
+    ) -> Result<EventBatch> {
+        let filter = EventFilter {
+            kind: selection.kind.clone(),
+            stage: selection.stage,
+        };
+        let mut batch = EventBatch {
+            events: Vec::new(),
+            last_seen: after,
+        };
+        let cat = self.catalog.lock();
+        // Reads in pages of `limit` rows until `limit` match or the history ends; the path
+        // filter needs the row, so non-matching rows are skipped here, and `last_seen` tells
+        // the caller where to go on from.
+        loop {
+            let rows = cat
+                .read()
+                .events_after(tenant, batch.last_seen, &filter, limit.max(1))?;
+            let exhausted = rows.len() < limit.max(1);
+            for row in rows {
+                batch.last_seen = row.seq;
+                if selection.path.as_deref().is_none_or(|p| under(&row.path, p)) {
+                    batch.events.push(row);
+                    if batch.events.len() >= limit {
+                        return Ok(batch);
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(batch);
+            }
+        }
+    }
+
+    /// The answer stored under an `Idempotency-Key` within the last day.
+    pub fn idempotent_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentAnswer>> {
+        let since = self.clock.now() - IDEMPOTENCY_TTL_SEC;
+        Ok(self
+            .catalog
+            .lock()
+            .read()
+            .idempotent_answer(tenant, route, key, since)?)
+    }
+
+    pub fn store_idempotent_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        answer: &IdempotentAnswer,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        self.catalog.lock().atomically(|tx| {
+            tx.store_idempotent_answer(tenant, route, key, answer, now, now - IDEMPOTENCY_TTL_SEC)
+        })?;
+        Ok(())
     }
 
     /// One object of `tenant`; another tenant's object is not found.
@@ -144,8 +257,10 @@ impl Engine {
     }
 
     pub fn totals(&self, tenant: &str) -> Result<TenantTotals> {
+        let cat = self.catalog.lock();
         Ok(TenantTotals {
-            by_stage_kind: self.catalog.lock().read().totals(tenant)?,
+            by_stage_kind: cat.read().totals(tenant)?,
+            events: cat.read().event_counts(tenant)?,
         })
     }
 

@@ -1,28 +1,20 @@
-//! HTTP handlers and the extractors they share.
+//! The extractors handlers share, and the call onto the backend's thread pool.
 //!
-//! Handlers only translate: they authenticate (the [`Tenant`] extractor), parse and validate the
-//! request into backend DTOs, call the synchronous [`Backend`] on tokio's blocking pool, and wrap
-//! the answer in JSON. Every rejection is an [`ApiError`], so every error has the JSON shape.
+//! Handlers only translate: they authenticate (the [`Tenant`] and [`Admin`] extractors), parse
+//! and validate the request into backend DTOs, call the synchronous [`Backend`] on tokio's
+//! blocking pool, and wrap the answer in JSON. Every rejection is an [`ApiError`], so every error
+//! has the JSON shape.
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{Method, Uri};
-use axum::middleware::Next;
-use axum::response::Response;
-use axum::Json;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use tracing::Instrument;
 
-use crate::backend::{
-    Backend, BackendError, Control, ObjectQuery, ObjectState, ObjectSummary, TenantMetrics,
-    TickReport, TickRequest, KNOWN_KINDS, MAX_STAGE,
-};
+use crate::auth::Role;
+use crate::backend::{Backend, BackendError, ObjectQuery, KNOWN_KINDS, MAX_PAGE, MAX_STAGE};
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -32,44 +24,59 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 /// Largest accepted request body.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// Body of `GET /healthz`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Health {
-    pub status: String,
-}
-
-/// Body of `GET /objects`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct ObjectList {
-    pub objects: Vec<ObjectSummary>,
-}
-
 // ---------------------------------------------------------------------------------------------
 // Extractors
 
-/// The tenant of the request's `X-API-Key`. Rejects with 401 when the header is missing, not
-/// visible ASCII, or not a configured key. Handlers take it before any other extractor, so an
-/// unauthenticated request learns nothing about ids, queries or bodies.
+/// The tenant of the request's `X-API-Key`, any role. Rejects with 401 when the header is
+/// missing, not visible ASCII, or not a configured key. Handlers take it before any other
+/// extractor, so an unauthenticated request learns nothing about ids, queries or bodies.
 #[derive(Debug, Clone)]
 pub struct Tenant(pub String);
+
+/// The tenant of an admin key: a reader key is rejected with 403.
+#[derive(Debug, Clone)]
+pub struct Admin(pub String);
+
+/// The tenant and role of the request's key, or why there is none.
+pub fn caller(parts: &Parts, state: &AppState) -> Result<(String, Role), ApiError> {
+    let header = parts
+        .headers
+        .get(API_KEY_HEADER)
+        .ok_or(ApiError::Unauthorized("missing X-API-Key header"))?;
+    let key = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("unknown API key"))?;
+    let (tenant, role) = state
+        .keys
+        .lookup(key)
+        .ok_or(ApiError::Unauthorized("unknown API key"))?;
+    Ok((tenant.to_owned(), role))
+}
 
 impl FromRequestParts<AppState> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(API_KEY_HEADER)
-            .ok_or(ApiError::Unauthorized("missing X-API-Key header"))?;
-        let key = header
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("unknown API key"))?;
-        let tenant = state
-            .keys
-            .tenant_for(key)
-            .ok_or(ApiError::Unauthorized("unknown API key"))?;
-        tracing::Span::current().record("tenant", tenant);
-        Ok(Tenant(tenant.to_owned()))
+        let (tenant, _) = caller(parts, state)?;
+        tracing::Span::current().record("tenant", tenant.as_str());
+        Ok(Tenant(tenant))
+    }
+}
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (tenant, role) = caller(parts, state)?;
+        tracing::Span::current().record("tenant", tenant.as_str());
+        if role != Role::Admin {
+            return Err(ApiError::Forbidden(format!(
+                "this API key of tenant {tenant:?} may only read; {} {} needs an admin key",
+                parts.method,
+                parts.uri.path()
+            )));
+        }
+        Ok(Admin(tenant))
     }
 }
 
@@ -88,7 +95,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ObjectId {
     }
 }
 
-fn parse_id(raw: &str) -> Result<u64, ApiError> {
+pub fn parse_id(raw: &str) -> Result<u64, ApiError> {
     // `u64::from_str` accepts a leading '+'; an id is plain digits.
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err(ApiError::BadRequest(format!(
@@ -101,8 +108,9 @@ fn parse_id(raw: &str) -> Result<u64, ApiError> {
 }
 
 /// A JSON request body. An empty body means `T::default()`. Bodies above [`MAX_BODY_BYTES`] are a
-/// 413, JSON that does not parse or does not fit `T` (wrong types, unknown fields) a 400. The content type is not
-/// checked, so `curl -d '{...}'` works without `-H`.
+/// 413, text that is not JSON a 400, and JSON that does not fit `T` (wrong types, unknown
+/// fields) a 422 naming the field. The content type is not checked, so `curl -d '{...}'` works
+/// without `-H`.
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
 
@@ -129,10 +137,30 @@ where
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(JsonBody(T::default()));
         }
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))
+        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a JSON body: text that is not JSON is a 400, JSON of the wrong shape a 422 naming the
+/// field (`text.stub_after_sec`).
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    let value = parsed.map_err(|err| {
+        let field = err.path().to_string();
+        let inner = err.into_inner();
+        if inner.is_data() {
+            ApiError::InvalidField {
+                field: if field == "." { String::new() } else { field },
+                reason: inner.to_string(),
+            }
+        } else {
+            ApiError::BadRequest(format!("invalid JSON body: {inner}"))
+        }
+    })?;
+    de.end()
+        .map_err(|err| ApiError::BadRequest(format!("invalid JSON body: {err}")))?;
+    Ok(value)
 }
 
 /// The query string of `GET /objects`, parsed and checked into an [`ObjectQuery`].
@@ -150,8 +178,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
     }
 }
 
-/// Parses `path`, `stage`, `kind`, `include_deleted`. Empty values count as absent; unknown or
-/// repeated parameters are rejected so that a typo does not silently widen a listing.
+/// Parses `path`, `stage`, `kind`, `include_deleted`, `only_deleted`, `after` and `limit`. Empty
+/// values count as absent; unknown or repeated parameters are rejected so that a typo does not
+/// silently widen a listing.
 fn parse_object_query(pairs: &[(String, String)]) -> Result<ObjectQuery, ApiError> {
     let mut query = ObjectQuery::default();
     let mut seen = HashSet::new();
@@ -161,7 +190,10 @@ fn parse_object_query(pairs: &[(String, String)]) -> Result<ObjectQuery, ApiErro
                 "query parameter {name:?} is given more than once"
             )));
         }
-        let known = matches!(name.as_str(), "path" | "stage" | "kind" | "include_deleted");
+        let known = matches!(
+            name.as_str(),
+            "path" | "stage" | "kind" | "include_deleted" | "only_deleted" | "after" | "limit"
+        );
         if known && value.is_empty() {
             continue;
         }
@@ -191,20 +223,30 @@ fn parse_object_query(pairs: &[(String, String)]) -> Result<ObjectQuery, ApiErro
                 }
                 query.kind = Some(value.clone());
             }
-            "include_deleted" => {
-                query.include_deleted = match value.as_str() {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => {
-                        return Err(ApiError::BadRequest(format!(
-                            "include_deleted must be true or false, got {value:?}"
-                        )))
-                    }
-                };
+            "include_deleted" => query.include_deleted = parse_flag(name, value)?,
+            "only_deleted" => query.only_deleted = parse_flag(name, value)?,
+            "after" => {
+                query.after = value.parse().map_err(|_| {
+                    ApiError::BadRequest(format!(
+                        "after must be an object id (a non-negative integer), got {value:?}"
+                    ))
+                })?;
+            }
+            "limit" => {
+                let limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|l| (1..=MAX_PAGE).contains(l));
+                query.limit = limit.ok_or_else(|| {
+                    ApiError::BadRequest(format!(
+                        "limit must be an integer from 1 to {MAX_PAGE}, got {value:?}"
+                    ))
+                })?;
             }
             _ => {
                 return Err(ApiError::BadRequest(format!(
-                    "unknown query parameter {name:?}; expected path, stage, kind, include_deleted"
+                    "unknown query parameter {name:?}; expected path, stage, kind, \
+                     include_deleted, only_deleted, after, limit"
                 )))
             }
         }
@@ -212,12 +254,51 @@ fn parse_object_query(pairs: &[(String, String)]) -> Result<ObjectQuery, ApiErro
     Ok(query)
 }
 
+/// The query parameters of `uri` as pairs; an undecodable query is a 400.
+pub fn query_pairs(uri: &axum::http::Uri) -> Result<Vec<(String, String)>, ApiError> {
+    Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|Query(pairs)| pairs)
+        .map_err(|rejection| ApiError::BadRequest(rejection.body_text()))
+}
+
+/// The boolean parameters of `uri` that are true; each must be one of `known`, and true/1 or
+/// false/0 (empty counts as absent).
+pub fn query_flags<'k>(
+    uri: &axum::http::Uri,
+    known: &[&'k str],
+) -> Result<Vec<&'k str>, ApiError> {
+    let mut set = Vec::new();
+    for (name, value) in query_pairs(uri)? {
+        let Some(&flag) = known.iter().find(|k| **k == name) else {
+            return Err(ApiError::BadRequest(format!(
+                "unknown query parameter {name:?}; expected {}",
+                known.join(", ")
+            )));
+        };
+        if !value.is_empty() && parse_flag(&name, &value)? {
+            set.push(flag);
+        }
+    }
+    Ok(set)
+}
+
+/// A boolean query parameter: true/1 or false/0.
+pub fn parse_flag(name: &str, value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" | "1" => Ok(true),
+        "false" | "0" => Ok(false),
+        _ => Err(ApiError::BadRequest(format!(
+            "{name} must be true or false, got {value:?}"
+        ))),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Backend calls
 
 /// Runs `call` on tokio's blocking pool (the backend does file and SQLite I/O) inside the
 /// request's span. A panic in the backend becomes a 500, not a dropped connection.
-async fn on_backend<T, F>(state: &AppState, call: F) -> Result<T, ApiError>
+pub async fn on_backend<T, F>(state: &AppState, call: F) -> Result<T, ApiError>
 where
     F: FnOnce(&dyn Backend) -> Result<T, BackendError> + Send + 'static,
     T: Send + 'static,
@@ -228,124 +309,6 @@ where
         .await
         .map_err(|join| ApiError::Internal(format!("backend task failed: {join}")))?
         .map_err(ApiError::from)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Handlers
-
-/// `GET /healthz`, no key needed.
-pub async fn healthz() -> Json<Health> {
-    Json(Health {
-        status: "ok".to_owned(),
-    })
-}
-
-/// `GET /objects?path=&stage=&kind=&include_deleted=`
-pub async fn list_objects(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    ListQuery(query): ListQuery,
-) -> Result<Json<ObjectList>, ApiError> {
-    let objects = on_backend(&state, move |b| b.list_objects(&tenant, &query)).await?;
-    Ok(Json(ObjectList { objects }))
-}
-
-/// `GET /rot/state/{id}`
-pub async fn object_state(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    ObjectId(id): ObjectId,
-) -> Result<Json<ObjectState>, ApiError> {
-    on_backend(&state, move |b| b.object_state(&tenant, id))
-        .await
-        .map(Json)
-}
-
-/// `POST /rot/run` with a [`TickRequest`] body (empty means defaults).
-pub async fn run_tick(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    JsonBody(request): JsonBody<TickRequest>,
-) -> Result<Json<TickReport>, ApiError> {
-    request.validate().map_err(ApiError::Invalid)?;
-    on_backend(&state, move |b| b.run_tick(&tenant, &request))
-        .await
-        .map(Json)
-}
-
-/// `POST /rot/restore/{id}`
-pub async fn restore(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    ObjectId(id): ObjectId,
-) -> Result<Json<ObjectState>, ApiError> {
-    on_backend(&state, move |b| b.restore(&tenant, id))
-        .await
-        .map(Json)
-}
-
-/// `POST /rot/control/{id}` with a [`Control`] body; validated here before the backend sees it.
-pub async fn control(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-    ObjectId(id): ObjectId,
-    JsonBody(control): JsonBody<Control>,
-) -> Result<Json<ObjectState>, ApiError> {
-    control.validate().map_err(ApiError::Invalid)?;
-    on_backend(&state, move |b| b.control(&tenant, id, &control))
-        .await
-        .map(Json)
-}
-
-/// `GET /rot/metrics`
-pub async fn metrics(
-    State(state): State<AppState>,
-    Tenant(tenant): Tenant,
-) -> Result<Json<TenantMetrics>, ApiError> {
-    on_backend(&state, move |b| b.metrics(&tenant))
-        .await
-        .map(Json)
-}
-
-/// Any path no route matches.
-pub async fn not_found(method: Method, uri: Uri) -> ApiError {
-    ApiError::NotFound(format!("no route for {method} {}", uri.path()))
-}
-
-/// A known path with a method it does not serve.
-/// axum adds the `Allow` header.
-pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
-    ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
-}
-
-// ---------------------------------------------------------------------------------------------
-// Middleware
-
-/// One span per request (method, path, and the tenant once authenticated) and one event when it
-/// completes: server errors at `warn`, client errors at `info`, the rest at `debug`.
-pub async fn trace_requests(request: Request, next: Next) -> Response {
-    let span = tracing::info_span!(
-        "http",
-        method = %request.method(),
-        path = %request.uri().path(),
-        tenant = tracing::field::Empty,
-    );
-    let started = Instant::now();
-    async move {
-        let response = next.run(request).await;
-        let status = response.status();
-        let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), elapsed_ms, "request failed");
-        } else if status.is_client_error() {
-            tracing::info!(status = status.as_u16(), elapsed_ms, "request rejected");
-        } else {
-            tracing::debug!(status = status.as_u16(), elapsed_ms, "request served");
-        }
-        response
-    }
-    .instrument(span)
-    .await
 }
 
 #[cfg(test)]
