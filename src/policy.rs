@@ -188,8 +188,8 @@ impl PolicySet {
                 let slot = target
                     .get_mut(name)
                     .ok_or_else(|| invalid(format!("{kind}.{name}"), "unknown policy field"))?;
-                let same_type = (slot.is_boolean() && value.is_boolean())
-                    || (slot.is_i64() && value.is_i64());
+                let same_type =
+                    (slot.is_boolean() && value.is_boolean()) || (slot.is_i64() && value.is_i64());
                 if !same_type {
                     let expected = if slot.is_boolean() {
                         "expected true or false"
@@ -201,8 +201,8 @@ impl PolicySet {
                 *slot = value.clone();
             }
         }
-        let set: PolicySet = serde_json::from_value(merged)
-            .map_err(|e| invalid(String::new(), &e.to_string()))?;
+        let set: PolicySet =
+            serde_json::from_value(merged).map_err(|e| invalid(String::new(), &e.to_string()))?;
         set.validate()?;
         Ok(set)
     }
@@ -251,15 +251,27 @@ mod tests {
         let set = PolicySet::default();
         let cases = [
             (json!({"video": {}}), "video"),
-            (json!({"text": {"stage_one_after": 1}}), "text.stage_one_after"),
-            (json!({"text": {"stage_one_after_sec": "soon"}}), "text.stage_one_after_sec"),
+            (
+                json!({"text": {"stage_one_after": 1}}),
+                "text.stage_one_after",
+            ),
+            (
+                json!({"text": {"stage_one_after_sec": "soon"}}),
+                "text.stage_one_after_sec",
+            ),
             (json!({"text": {"keep_original": 1}}), "text.keep_original"),
-            (json!({"text": {"stage_one_after_sec": -5}}), "text.stage_one_after_sec"),
+            (
+                json!({"text": {"stage_one_after_sec": -5}}),
+                "text.stage_one_after_sec",
+            ),
             (
                 json!({"image": {"stub_after_sec": 100_000, "stage_two_after_sec": 200_000}}),
                 "image.stub_after_sec",
             ),
-            (json!({"binary": {"heat_half_life_sec": 0}}), "binary.heat_half_life_sec"),
+            (
+                json!({"binary": {"heat_half_life_sec": 0}}),
+                "binary.heat_half_life_sec",
+            ),
             (json!({"text": 5}), "text"),
         ];
         for (patch, field) in cases {

@@ -295,7 +295,14 @@ mod tests {
         );
         // The same key given plain and hashed is a duplicate.
         let err = KeyRing::parse(&format!("s3cret:a,sha256:{digest}:b")).unwrap_err();
-        assert!(matches!(err, KeyRingError::DuplicateKey { entry: 2, first: 1, .. }));
+        assert!(matches!(
+            err,
+            KeyRingError::DuplicateKey {
+                entry: 2,
+                first: 1,
+                ..
+            }
+        ));
     }
 
     #[test]

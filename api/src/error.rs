@@ -104,7 +104,9 @@ impl From<BackendError> for ApiError {
             BackendError::NotFound(id) => ApiError::NotFound(format!("object {id} not found")),
             BackendError::Conflict(message) => ApiError::Conflict(message),
             BackendError::Invalid(message) => ApiError::Invalid(message),
-            BackendError::InvalidField { field, reason } => ApiError::InvalidField { field, reason },
+            BackendError::InvalidField { field, reason } => {
+                ApiError::InvalidField { field, reason }
+            }
             BackendError::Internal(detail) => ApiError::Internal(detail),
         }
     }

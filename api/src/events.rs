@@ -77,7 +77,9 @@ fn parse_params(uri: &Uri, headers: &HeaderMap) -> Result<EventParams, ApiError>
         let last = last
             .to_str()
             .map_err(|_| ApiError::BadRequest("Last-Event-ID must be an event id".into()))?;
-        params.after = params.after.max(parse_event_id("Last-Event-ID", last.trim())?);
+        params.after = params
+            .after
+            .max(parse_event_id("Last-Event-ID", last.trim())?);
     }
     Ok(params)
 }
@@ -161,7 +163,8 @@ fn event_stream(
             // the wait below.
             c.changes.borrow_and_update();
             let (tenant, after, query) = (c.tenant.clone(), c.params.after, c.params.query.clone());
-            let batch = on_backend(&c.state, move |b| b.events(&tenant, after, &query, BATCH)).await;
+            let batch =
+                on_backend(&c.state, move |b| b.events(&tenant, after, &query, BATCH)).await;
             let batch = match batch {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -200,7 +203,9 @@ mod tests {
 
     #[test]
     fn last_event_id_and_after_take_the_later() {
-        let uri: Uri = "/events?after=5&kind=text&stage=2&path=/docs".parse().unwrap();
+        let uri: Uri = "/events?after=5&kind=text&stage=2&path=/docs"
+            .parse()
+            .unwrap();
         let mut headers = HeaderMap::new();
         headers.insert("last-event-id", "9".parse().unwrap());
         let p = parse_params(&uri, &headers).unwrap();
@@ -208,7 +213,12 @@ mod tests {
         assert_eq!(p.query.kind.as_deref(), Some("text"));
         assert_eq!(p.query.stage, Some(2));
         assert!(p.follow);
-        for bad in ["/events?kind=x", "/events?stage=7", "/events?path=x", "/events?x=1"] {
+        for bad in [
+            "/events?kind=x",
+            "/events?stage=7",
+            "/events?path=x",
+            "/events?x=1",
+        ] {
             let uri: Uri = bad.parse().unwrap();
             assert!(parse_params(&uri, &HeaderMap::new()).is_err(), "{bad}");
         }

@@ -263,10 +263,7 @@ pub fn query_pairs(uri: &axum::http::Uri) -> Result<Vec<(String, String)>, ApiEr
 
 /// The boolean parameters of `uri` that are true; each must be one of `known`, and true/1 or
 /// false/0 (empty counts as absent).
-pub fn query_flags<'k>(
-    uri: &axum::http::Uri,
-    known: &[&'k str],
-) -> Result<Vec<&'k str>, ApiError> {
+pub fn query_flags<'k>(uri: &axum::http::Uri, known: &[&'k str]) -> Result<Vec<&'k str>, ApiError> {
     let mut set = Vec::new();
     for (name, value) in query_pairs(uri)? {
         let Some(&flag) = known.iter().find(|k| **k == name) else {

@@ -50,7 +50,12 @@ impl HttpCounters {
     fn record(&self, tenant: &str, method: &str, route: &str, status: u16) {
         let mut counts = self.counts.lock().expect("not poisoned");
         *counts
-            .entry((tenant.to_owned(), method.to_owned(), route.to_owned(), status))
+            .entry((
+                tenant.to_owned(),
+                method.to_owned(),
+                route.to_owned(),
+                status,
+            ))
             .or_default() += 1;
     }
 
@@ -73,7 +78,11 @@ impl HttpCounters {
 /// One span per request (method, path, and the tenant once authenticated) and one event when it
 /// completes: server errors at `warn`, client errors at `info`, the rest at `debug`. Answers to
 /// authenticated requests are counted per route and status.
-pub async fn observe_requests(State(state): State<AppState>, request: Request, next: Next) -> Response {
+pub async fn observe_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     let span = tracing::info_span!(
         "http",
         method = %request.method(),
@@ -94,9 +103,7 @@ pub async fn observe_requests(State(state): State<AppState>, request: Request, n
         let response = next.run(request).await;
         let status = response.status();
         if let Some(tenant) = &tenant {
-            state
-                .http
-                .record(tenant, &method, &route, status.as_u16());
+            state.http.record(tenant, &method, &route, status.as_u16());
         }
         let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
         if status.is_server_error() {
@@ -162,7 +169,17 @@ fn labels(pairs: &[(&str, String)]) -> Labels {
         .collect()
 }
 
-fn gauge_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge<f64, AtomicU64>> {
+fn gauge_family(registry: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let family = Family::<Labels, Gauge>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+
+fn seconds_family(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+) -> Family<Labels, Gauge<f64, AtomicU64>> {
     let family = Family::<Labels, Gauge<f64, AtomicU64>>::default();
     registry.register(name, help, family.clone());
     family
@@ -179,17 +196,29 @@ pub fn prometheus_text(m: &TenantMetrics) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     let t = || ("tenant", m.tenant.clone());
     let objects = gauge_family(&mut registry, OBJECTS, "Live objects by stage and kind");
-    let logical = gauge_family(&mut registry, LOGICAL_BYTES, "Original bytes of live objects");
-    let physical = gauge_family(&mut registry, PHYSICAL_BYTES, "Bytes on disk of live objects");
+    let logical = gauge_family(
+        &mut registry,
+        LOGICAL_BYTES,
+        "Original bytes of live objects",
+    );
+    let physical = gauge_family(
+        &mut registry,
+        PHYSICAL_BYTES,
+        "Bytes on disk of live objects",
+    );
     for cell in &m.by_stage_kind {
-        let l = labels(&[t(), ("stage", cell.stage.to_string()), ("kind", cell.kind.clone())]);
-        objects.get_or_create(&l).set(cell.objects as f64);
-        logical.get_or_create(&l).set(cell.logical_bytes as f64);
-        physical.get_or_create(&l).set(cell.physical_bytes as f64);
+        let l = labels(&[
+            t(),
+            ("stage", cell.stage.to_string()),
+            ("kind", cell.kind.clone()),
+        ]);
+        objects.get_or_create(&l).set(cell.objects as i64);
+        logical.get_or_create(&l).set(cell.logical_bytes as i64);
+        physical.get_or_create(&l).set(cell.physical_bytes as i64);
     }
     gauge_family(&mut registry, BYTES_SAVED, "Logical minus physical bytes")
         .get_or_create(&labels(&[t()]))
-        .set(m.bytes_saved as f64);
+        .set(m.bytes_saved);
     let transitions = counter_family(
         &mut registry,
         TRANSITIONS,
@@ -209,8 +238,16 @@ pub fn prometheus_text(m: &TenantMetrics) -> Result<String, std::fmt::Error> {
         (RESTORES, "Restores to the original", m.restores),
         (PURGES, "Objects purged by decay", m.purges),
         (DELETES, "Objects deleted by users", m.deletes),
-        (TRANSFORM_FAILURES, "Transforms that failed", m.transform_failures),
-        (TICKS, "Ticks that examined this tenant since start", m.ticks.count),
+        (
+            TRANSFORM_FAILURES,
+            "Transforms that failed",
+            m.transform_failures,
+        ),
+        (
+            TICKS,
+            "Ticks that examined this tenant since start",
+            m.ticks.count,
+        ),
     ] {
         counter_family(&mut registry, name, help)
             .get_or_create(&labels(&[t()]))
@@ -227,12 +264,20 @@ pub fn prometheus_text(m: &TenantMetrics) -> Result<String, std::fmt::Error> {
     accesses
         .get_or_create(&labels(&[t(), ("counted", "false".into())]))
         .inc_by(m.accesses_ignored);
-    gauge_family(&mut registry, TICK_SECONDS, "Seconds spent in ticks since start")
-        .get_or_create(&labels(&[t()]))
-        .set(m.ticks.seconds_total);
-    gauge_family(&mut registry, TICK_SECONDS_MAX, "Longest tick since start, seconds")
-        .get_or_create(&labels(&[t()]))
-        .set(m.ticks.seconds_max);
+    seconds_family(
+        &mut registry,
+        TICK_SECONDS,
+        "Seconds spent in ticks since start",
+    )
+    .get_or_create(&labels(&[t()]))
+    .set(m.ticks.seconds_total);
+    seconds_family(
+        &mut registry,
+        TICK_SECONDS_MAX,
+        "Longest tick since start, seconds",
+    )
+    .get_or_create(&labels(&[t()]))
+    .set(m.ticks.seconds_max);
     let http = counter_family(
         &mut registry,
         HTTP_REQUESTS,

@@ -272,7 +272,10 @@ fn stream_artifact(artifact: Artifact, range: Option<(u64, u64)>) -> Response {
         .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     headers.insert(header::CONTENT_TYPE, content_type);
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(end_exclusive - start));
+    headers.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(end_exclusive - start),
+    );
     let etag = format!("\"{}-{}\"", artifact.id, artifact.generation);
     if let Ok(v) = HeaderValue::from_str(&etag) {
         headers.insert(header::ETAG, v);
@@ -283,7 +286,10 @@ fn stream_artifact(artifact: Artifact, range: Option<(u64, u64)>) -> Response {
     )) {
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
-    headers.insert("x-rustdb-stage", HeaderValue::from(u16::from(artifact.stage)));
+    headers.insert(
+        "x-rustdb-stage",
+        HeaderValue::from(u16::from(artifact.stage)),
+    );
     if let Some((a, b)) = range {
         *response.status_mut() = StatusCode::PARTIAL_CONTENT;
         if let Ok(v) = HeaderValue::from_str(&format!("bytes {a}-{b}/{}", artifact.size)) {

@@ -92,8 +92,9 @@ pub struct IdempotencyLocks {
 }
 
 /// `POST /upload`: `multipart/form-data` (a `file` part, and optional `path`, `keep_original`,
-/// `decay_speed` parts), the seed's JSON form, or any other body as the raw file with `path` (and
-/// optional `keep_original`, `decay_speed`) in the query.
+/// `decay_speed` parts); with `?path=` in the query, the body is the raw file (and
+/// `keep_original`, `decay_speed` may be query parameters too); otherwise the seed's JSON form,
+/// whatever the content type says (so `curl -d '{...}'` works).
 #[utoipa::path(post, path = "/upload", tag = "objects",
     params(
         ("path" = Option<String>, Query, description = "Raw bodies: where the file goes"),
@@ -136,13 +137,14 @@ pub async fn upload(
             .unwrap_or("")
             .trim()
             .to_ascii_lowercase();
-        let import = match media.as_str() {
-            "multipart/form-data" => from_multipart(&state, &content_type, body).await?,
-            "application/json" => {
-                let bytes = read_limited(body, MAX_JSON_BODY_BYTES).await?;
-                from_json(&state, parse_json(&bytes)?).await?
-            }
-            _ => from_raw(&state, &uri, body).await?,
+        let raw = query_pairs(&uri)?.iter().any(|(name, _)| name == "path");
+        let import = if media == "multipart/form-data" {
+            from_multipart(&state, &content_type, body).await?
+        } else if raw {
+            from_raw(&state, &uri, body).await?
+        } else {
+            let bytes = read_limited(body, MAX_JSON_BODY_BYTES).await?;
+            from_json(&state, parse_json(&bytes)?).await?
         };
         let object = import_upload(&state, &tenant, import).await?;
         Ok((StatusCode::CREATED, to_json(&object)?))
@@ -483,11 +485,7 @@ async fn from_raw(state: &AppState, uri: &Uri, body: Body) -> Result<PendingImpo
             }
         }
     }
-    let path = path.ok_or_else(|| ApiError::InvalidField {
-        field: "path".into(),
-        reason: "a raw upload needs ?path=/where/it/goes (or send multipart/form-data)".into(),
-    })?;
-    let path = target_path(Some(path), None)?;
+    let path = target_path(path, None)?;
     let mut file = UploadFile::create(state).await?;
     file.write_stream(body.into_data_stream()).await?;
     Ok(PendingImport {

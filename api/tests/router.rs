@@ -1,6 +1,8 @@
 //! The router against an in-memory backend with two tenants, driven without a socket
 //! (`tower::ServiceExt::oneshot`), plus one end-to-end request over real TCP.
 
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::ThreadId;
 
@@ -9,14 +11,18 @@ use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::{BodyExt, BodyStream, StreamBody};
 use rustdb_api::{
-    router, AppState, Backend, BackendError, Control, HistoryEntry, KeyRing, ObjectQuery,
-    ObjectState, ObjectSummary, StageKindCount, TenantMetrics, TickChange, TickReport, TickRequest,
+    router, AppState, Artifact, Backend, BackendError, Control, EventPage, EventQuery, EventRecord,
+    HistoryEntry, ImportRequest, KeyRing, KindPolicy, ObjectQuery, ObjectState, ObjectSummary,
+    PolicyChange, PolicyDocument, PolicyPatch, PolicySet, PolicyVersion, ReadAt, StageKindCount,
+    StoredAnswer, TenantMetrics, TickChange, TickReport, TickRequest, TickStats,
 };
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
 const ALPHA_KEY: &str = "alpha-key-0123456789";
 const BETA_KEY: &str = "beta-key-9876543210";
+/// A reader key of alpha, configured by its SHA-256 only.
+const ALPHA_READER_KEY: &str = "alpha-reader-key-555";
 
 /// Alpha's object for which the fake backend fails with an internal error.
 const BROKEN_ID: u64 = 500;
@@ -32,11 +38,19 @@ struct FakeObject {
     state: ObjectState,
 }
 
-#[derive(Default)]
 struct FakeBackend {
     objects: Mutex<Vec<FakeObject>>,
+    /// Artifact bytes by object id (objects without an entry serve `size` zero bytes).
+    bytes: Mutex<HashMap<u64, Vec<u8>>>,
     /// (operation, tenant, thread the call ran on)
     calls: Mutex<Vec<(&'static str, String, ThreadId)>>,
+    upload_dir: tempfile::TempDir,
+    /// Policy versions per tenant, oldest first.
+    policies: Mutex<HashMap<String, Vec<PolicyVersion>>>,
+    /// (tenant, event)
+    events: Mutex<Vec<(String, EventRecord)>>,
+    answers: Mutex<HashMap<(String, String, String), StoredAnswer>>,
+    event_ids: tokio::sync::watch::Sender<u64>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -82,12 +96,16 @@ fn object(
             restorable,
             history: if stage > 0 {
                 vec![HistoryEntry {
+                    id: id * 10,
                     at: 1_650_000_000,
+                    event: "decayed".into(),
                     from_stage: 0,
                     to_stage: stage,
                     reason: "age".into(),
                     bytes_before: original_size,
                     bytes_after: size,
+                    path: path.to_owned(),
+                    policy_version: Some(1),
                 }]
             } else {
                 vec![]
@@ -107,8 +125,70 @@ impl FakeBackend {
         ];
         FakeBackend {
             objects: Mutex::new(objects),
+            bytes: Mutex::default(),
             calls: Mutex::default(),
+            upload_dir: tempfile::tempdir().unwrap(),
+            policies: Mutex::default(),
+            events: Mutex::default(),
+            answers: Mutex::default(),
+            event_ids: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Records an event of `tenant` and wakes followers.
+    fn emit(&self, tenant: &str, event: &str, s: &ObjectSummary, from: u8, to: u8) {
+        let mut events = self.events.lock().unwrap();
+        let id = events.len() as u64 + 1;
+        events.push((
+            tenant.to_owned(),
+            EventRecord {
+                id,
+                event: event.to_owned(),
+                object_id: s.id,
+                path: s.path.clone(),
+                kind: s.kind.clone(),
+                at: 1_700_000_000 + id as i64,
+                stage_before: from,
+                stage_after: to,
+                bytes_before: s.size,
+                bytes_after: s.size,
+                reason: event.to_owned(),
+                policy_version: None,
+            },
+        ));
+        self.event_ids.send_replace(id);
+    }
+
+    fn policy_history(&self, tenant: &str) -> Vec<PolicyVersion> {
+        let mut all = self.policies.lock().unwrap();
+        all.entry(tenant.to_owned())
+            .or_insert_with(|| {
+                let kind = KindPolicy {
+                    stage_one_after_sec: 86_400,
+                    stage_two_after_sec: 7 * 86_400,
+                    stub_after_sec: 30 * 86_400,
+                    delete_after_sec: 90 * 86_400,
+                    min_retention_sec: 0,
+                    grace_delete_sec: 0,
+                    access_cooldown_sec: 0,
+                    restore_window_sec: 7 * 86_400,
+                    keep_original: false,
+                    heat_half_life_sec: 86_400,
+                };
+                vec![PolicyVersion {
+                    version: 1,
+                    created_at: 1_500_000_000,
+                    note: "built-in defaults".into(),
+                    policies: PolicySet {
+                        image: kind.clone(),
+                        text: kind.clone(),
+                        spreadsheet: kind.clone(),
+                        document: kind.clone(),
+                        binary: kind,
+                    },
+                }]
+            })
+            .clone()
     }
 
     fn record(&self, op: &'static str, tenant: &str) {
@@ -282,7 +362,271 @@ impl Backend for FakeBackend {
             physical_bytes: physical,
             bytes_saved: logical as i64 - physical as i64,
             by_stage_kind,
+            transitions: vec![],
+            restores: 0,
+            purges: 0,
+            deletes: 0,
+            transform_failures: 0,
+            accesses_counted: 0,
+            accesses_ignored: 0,
+            ticks: TickStats::default(),
+            http_requests: vec![],
         })
+    }
+
+    fn upload_dir(&self) -> PathBuf {
+        self.upload_dir.path().to_owned()
+    }
+
+    fn import(&self, tenant: &str, r: &ImportRequest) -> Result<ObjectState, BackendError> {
+        self.record("import", tenant);
+        if !r.path.starts_with('/') || r.path.ends_with('/') {
+            return Err(BackendError::Invalid(format!(
+                "path {:?} is not a file path",
+                r.path
+            )));
+        }
+        if let Some(speed) = r.speed {
+            if !(speed > 0.0 && speed <= 16.0) {
+                return Err(BackendError::InvalidField {
+                    field: "decay_speed".into(),
+                    reason: "out of range".into(),
+                });
+            }
+        }
+        let data = std::fs::read(&r.file).map_err(|e| BackendError::Internal(e.to_string()))?;
+        let mut objects = self.objects.lock().unwrap();
+        if objects.iter().any(|o| {
+            o.tenant == tenant && o.state.summary.path == r.path && !o.state.summary.deleted
+        }) {
+            return Err(BackendError::Conflict(format!("{} already exists", r.path)));
+        }
+        std::fs::remove_file(&r.file).unwrap();
+        let id = objects
+            .iter()
+            .map(|o| o.state.summary.id)
+            .max()
+            .unwrap_or(0)
+            + 100;
+        let tenant_static: &'static str = if tenant == "alpha" { "alpha" } else { "beta" };
+        let mut made = object(
+            tenant_static,
+            id,
+            &r.path,
+            "text",
+            0,
+            data.len() as u64,
+            data.len() as u64,
+            true,
+        );
+        made.state.sha256 = r.sha256.clone();
+        made.state.keep_original = r.keep_original.unwrap_or(false);
+        made.state.speed = r.speed.unwrap_or(1.0);
+        let state = made.state.clone();
+        objects.push(made);
+        drop(objects);
+        self.bytes.lock().unwrap().insert(id, data);
+        self.emit(tenant, "created", &state.summary, 0, 0);
+        Ok(state)
+    }
+
+    fn open_artifact(&self, tenant: &str, id: u64) -> Result<Artifact, BackendError> {
+        self.record("open_artifact", tenant);
+        let state = self.with_object(tenant, id, |s| Ok(s.clone()))?;
+        if state.summary.deleted {
+            return Err(BackendError::NotFound(id));
+        }
+        let data = self
+            .bytes
+            .lock()
+            .unwrap()
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| vec![0; state.summary.size as usize]);
+        Ok(Artifact {
+            id,
+            size: data.len() as u64,
+            format: state.summary.format.clone(),
+            stage: state.summary.stage,
+            generation: state.generation,
+            name: state.summary.path.rsplit('/').next().unwrap().to_owned(),
+            reader: Arc::new(Bytes(data)),
+        })
+    }
+
+    fn rename(&self, tenant: &str, id: u64, path: &str) -> Result<ObjectState, BackendError> {
+        self.record("rename", tenant);
+        let taken = self
+            .objects
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|o| o.tenant == tenant && o.state.summary.path == path);
+        if taken {
+            return Err(BackendError::Conflict(format!("{path} already exists")));
+        }
+        let state = self.with_object(tenant, id, |s| {
+            s.summary.path = path.to_owned();
+            Ok(s.clone())
+        })?;
+        self.emit(
+            tenant,
+            "renamed",
+            &state.summary,
+            state.summary.stage,
+            state.summary.stage,
+        );
+        Ok(state)
+    }
+
+    fn delete(&self, tenant: &str, id: u64) -> Result<ObjectState, BackendError> {
+        self.record("delete", tenant);
+        let state = self.with_object(tenant, id, |s| {
+            if s.summary.hold {
+                return Err(BackendError::Conflict("under legal hold".into()));
+            }
+            s.summary.deleted = true;
+            Ok(s.clone())
+        })?;
+        self.emit(
+            tenant,
+            "deleted",
+            &state.summary,
+            state.summary.stage,
+            state.summary.stage,
+        );
+        Ok(state)
+    }
+
+    fn policies(&self, tenant: &str) -> Result<PolicyDocument, BackendError> {
+        self.record("policies", tenant);
+        let history = self.policy_history(tenant);
+        Ok(PolicyDocument {
+            tenant: tenant.to_owned(),
+            current: history.last().unwrap().clone(),
+            history,
+        })
+    }
+
+    fn set_policies(
+        &self,
+        tenant: &str,
+        patch: &PolicyPatch,
+        dry_run: bool,
+    ) -> Result<PolicyChange, BackendError> {
+        self.record("set_policies", tenant);
+        let history = self.policy_history(tenant);
+        let mut next = history.last().unwrap().clone();
+        next.version += 1;
+        next.note = patch.note.clone().unwrap_or_default();
+        if let Some(text) = &patch.text {
+            if let Some(v) = text.stage_one_after_sec {
+                if v < 0 {
+                    return Err(BackendError::InvalidField {
+                        field: "text.stage_one_after_sec".into(),
+                        reason: "must not be negative".into(),
+                    });
+                }
+                next.policies.text.stage_one_after_sec = v;
+            }
+        }
+        if !dry_run {
+            self.policies
+                .lock()
+                .unwrap()
+                .get_mut(tenant)
+                .unwrap()
+                .push(next.clone());
+        }
+        Ok(PolicyChange {
+            dry_run,
+            version: next,
+            would_change: dry_run.then(|| TickReport {
+                dry_run: true,
+                forced: false,
+                examined: 0,
+                changed: 0,
+                bytes_saved: 0,
+                failed: 0,
+                changes: vec![],
+            }),
+        })
+    }
+
+    fn events(
+        &self,
+        tenant: &str,
+        after: u64,
+        query: &EventQuery,
+        limit: usize,
+    ) -> Result<EventPage, BackendError> {
+        self.record("events", tenant);
+        let events = self.events.lock().unwrap();
+        let mut page = EventPage {
+            events: vec![],
+            last_seen: after,
+        };
+        for (t, e) in events.iter().filter(|(_, e)| e.id > after) {
+            if page.events.len() >= limit {
+                break;
+            }
+            page.last_seen = e.id;
+            let matches = t == tenant
+                && query.kind.as_ref().is_none_or(|k| &e.kind == k)
+                && query
+                    .stage
+                    .is_none_or(|s| e.stage_before == s || e.stage_after == s)
+                && query
+                    .path
+                    .as_ref()
+                    .is_none_or(|p| e.path.starts_with(p.as_str()));
+            if matches {
+                page.events.push(e.clone());
+            }
+        }
+        Ok(page)
+    }
+
+    fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.event_ids.subscribe()
+    }
+
+    fn idempotent_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+    ) -> Result<Option<StoredAnswer>, BackendError> {
+        let answers = self.answers.lock().unwrap();
+        Ok(answers
+            .get(&(tenant.to_owned(), route.to_owned(), key.to_owned()))
+            .cloned())
+    }
+
+    fn store_idempotent_answer(
+        &self,
+        tenant: &str,
+        route: &str,
+        key: &str,
+        answer: &StoredAnswer,
+    ) -> Result<(), BackendError> {
+        self.answers.lock().unwrap().insert(
+            (tenant.to_owned(), route.to_owned(), key.to_owned()),
+            answer.clone(),
+        );
+        Ok(())
+    }
+}
+
+/// Artifact bytes held in memory.
+struct Bytes(Vec<u8>);
+
+impl ReadAt for Bytes {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = (offset as usize).min(self.0.len());
+        let n = buf.len().min(self.0.len() - start);
+        buf[..n].copy_from_slice(&self.0[start..start + n]);
+        Ok(n)
     }
 }
 
@@ -291,12 +635,21 @@ impl Backend for FakeBackend {
 
 fn app() -> (Router, Arc<FakeBackend>) {
     let backend = Arc::new(FakeBackend::new());
-    let keys = KeyRing::parse(&format!("{ALPHA_KEY}:alpha, {BETA_KEY}:beta")).unwrap();
-    let state = AppState {
-        backend: backend.clone(),
-        keys: Arc::new(keys),
-    };
+    let reader_digest = hex_digest(ALPHA_READER_KEY);
+    let keys = KeyRing::parse(&format!(
+        "{ALPHA_KEY}:alpha, {BETA_KEY}:beta:admin, sha256:{reader_digest}:alpha:reader"
+    ))
+    .unwrap();
+    let mut state = AppState::new(backend.clone(), keys);
+    state.max_upload_bytes = 64 * 1024;
     (router(state), backend)
+}
+
+fn hex_digest(key: &str) -> String {
+    rustdb_api::auth::sha256(key)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 struct Reply {
@@ -326,12 +679,17 @@ async fn send(
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|err| {
-        panic!(
-            "{uri}: body is not JSON ({err}): {:?}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
+    let body = if !content_type.starts_with("application/json") {
+        // Files, Prometheus text and event streams come back as a JSON string.
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|err| {
+            panic!(
+                "{uri}: body is not JSON ({err}): {:?}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    };
     Reply {
         status,
         headers,
@@ -365,7 +723,8 @@ fn assert_error(reply: &Reply, status: StatusCode, code: &str) -> String {
     );
     let error = reply.body["error"].as_object().expect("error object");
     assert_eq!(error["code"], code, "body: {}", reply.body);
-    assert_eq!(error.len(), 2, "body: {}", reply.body);
+    let expected_len = if error.contains_key("field") { 3 } else { 2 };
+    assert_eq!(error.len(), expected_len, "body: {}", reply.body);
     error["message"]
         .as_str()
         .expect("message string")
@@ -381,14 +740,33 @@ fn ids(reply: &Reply) -> Vec<u64> {
         .collect()
 }
 
-/// Every route that needs a key, with a request that would succeed for alpha.
-const PROTECTED: [(&str, &str, &str); 6] = [
+/// Every route that needs a key, with a request that would succeed for alpha's admin key.
+const PROTECTED: [(&str, &str, &str); 17] = [
     ("GET", "/objects", ""),
+    ("POST", "/objects", r#"{"path":"/new.txt","content":"hi"}"#),
+    (
+        "POST",
+        "/upload",
+        r#"{"filename":"up.txt","content_base64":"aGk="}"#,
+    ),
+    ("POST", "/ingest", r#"{"records":[{"a":1}]}"#),
+    ("GET", "/objects/1", ""),
+    ("GET", "/objects/1/file", ""),
+    ("POST", "/objects/1/rename", r#"{"path":"/docs/z.txt"}"#),
+    ("POST", "/objects/5/delete", ""),
+    ("GET", "/rot/policies", ""),
+    (
+        "PUT",
+        "/rot/policies",
+        r#"{"text":{"stage_one_after_sec":60}}"#,
+    ),
     ("GET", "/rot/state/1", ""),
     ("POST", "/rot/run", "{}"),
     ("POST", "/rot/restore/1", ""),
     ("POST", "/rot/control/1", r#"{"pinned":true}"#),
     ("GET", "/rot/metrics", ""),
+    ("GET", "/metrics", ""),
+    ("GET", "/events?follow=false", ""),
 ];
 
 async fn call(app: &Router, method: &str, uri: &str, key: Option<&str>, body: &str) -> Reply {
@@ -583,10 +961,11 @@ async fn backend_runs_off_the_request_thread() {
     let here = std::thread::current().id();
     for (method, uri, body) in PROTECTED {
         let reply = call(&app, method, uri, Some(ALPHA_KEY), body).await;
-        assert_eq!(reply.status, StatusCode::OK, "{uri}: {}", reply.body);
+        assert!(reply.status.is_success(), "{uri}: {}", reply.body);
     }
     let calls = backend.calls.lock().unwrap();
-    assert_eq!(calls.len(), PROTECTED.len());
+    // One call per route at least (the event stream reads until the backlog is empty).
+    assert!(calls.len() >= PROTECTED.len(), "{}", calls.len());
     for (op, _, thread) in calls.iter() {
         assert_ne!(*thread, here, "{op} ran on the async worker thread");
     }
@@ -612,30 +991,6 @@ async fn missing_or_unknown_key_is_401_on_every_protected_route() {
     let reply = post(&app, "/rot/control/1", None, "{not json").await;
     assert_error(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
     assert!(backend.calls.lock().unwrap().is_empty());
-}
-
-#[tokio::test]
-async fn another_tenants_object_is_404_on_every_id_route() {
-    let (app, _) = app();
-    // Object 4 belongs to beta; object 1 to alpha.
-    for (key, id) in [(ALPHA_KEY, 4), (BETA_KEY, 1)] {
-        let reply = get(&app, &format!("/rot/state/{id}"), Some(key)).await;
-        let message = assert_error(&reply, StatusCode::NOT_FOUND, "not_found");
-        assert_eq!(message, format!("object {id} not found"));
-        let reply = post(&app, &format!("/rot/restore/{id}"), Some(key), "").await;
-        assert_error(&reply, StatusCode::NOT_FOUND, "not_found");
-        let reply = post(
-            &app,
-            &format!("/rot/control/{id}"),
-            Some(key),
-            r#"{"hold":true}"#,
-        )
-        .await;
-        assert_error(&reply, StatusCode::NOT_FOUND, "not_found");
-    }
-    // And nothing changed for the owner.
-    let reply = get(&app, "/rot/state/4", Some(BETA_KEY)).await;
-    assert_eq!(reply.body["hold"], false);
 }
 
 #[tokio::test]
@@ -680,17 +1035,9 @@ async fn bad_query_values_are_400() {
 }
 
 #[tokio::test]
-async fn malformed_json_is_400() {
+async fn text_that_is_not_json_is_400_and_json_of_the_wrong_shape_422() {
     let (app, backend) = app();
-    for body in [
-        "{not json",
-        "{\"force\": tru}",
-        "[1,2",
-        "\"force\"",
-        r#"{"force":"yes"}"#,
-        r#"{"forse":true}"#,
-        r#"{"limit":-1}"#,
-    ] {
+    for body in ["{not json", "{\"force\": tru}", "[", "{\"force\":true} x"] {
         let reply = post(&app, "/rot/run", Some(ALPHA_KEY), body).await;
         let message = assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
         assert!(
@@ -698,9 +1045,21 @@ async fn malformed_json_is_400() {
             "{body}: {message}"
         );
     }
-    for body in ["{", r#"{"speed":"fast"}"#, r#"{"pined":true}"#, "null"] {
+    for (body, field) in [
+        ("\"force\"", ""),
+        (r#"{"force":"yes"}"#, "force"),
+        (r#"{"forse":true}"#, "forse"),
+        (r#"{"limit":-1}"#, "limit"),
+    ] {
+        let reply = post(&app, "/rot/run", Some(ALPHA_KEY), body).await;
+        assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert_eq!(reply.body["error"]["field"], field, "{body}");
+    }
+    let reply = post(&app, "/rot/control/1", Some(ALPHA_KEY), "{").await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
+    for body in [r#"{"speed":"fast"}"#, r#"{"pined":true}"#, "null"] {
         let reply = post(&app, "/rot/control/1", Some(ALPHA_KEY), body).await;
-        assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
+        assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     }
     assert!(backend.calls.lock().unwrap().is_empty());
 }
@@ -879,4 +1238,781 @@ async fn serves_over_tcp() {
     assert_eq!(body["error"]["code"], "unauthorized");
 
     server.abort();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Roles, uploads, files, policies, events, idempotency, metrics, OpenAPI
+
+#[tokio::test]
+async fn reader_keys_read_and_every_write_is_403() {
+    let (app, backend) = app();
+    for (method, uri, body) in PROTECTED {
+        let reply = call(&app, method, uri, Some(ALPHA_READER_KEY), body).await;
+        if method == "GET" {
+            assert!(reply.status.is_success(), "{uri}: {}", reply.body);
+        } else {
+            let message = assert_error(&reply, StatusCode::FORBIDDEN, "forbidden");
+            assert!(message.contains("admin key"), "{message}");
+        }
+    }
+    let writes: Vec<_> = backend
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(op, ..)| *op)
+        .filter(|op| {
+            matches!(
+                *op,
+                "import"
+                    | "rename"
+                    | "delete"
+                    | "set_policies"
+                    | "run_tick"
+                    | "restore"
+                    | "control"
+            )
+        })
+        .collect();
+    assert!(writes.is_empty(), "a reader changed something: {writes:?}");
+    // The plain digest is not a key.
+    let reply = get(&app, "/objects", Some(&hex_digest(ALPHA_READER_KEY))).await;
+    assert_error(&reply, StatusCode::UNAUTHORIZED, "unauthorized");
+}
+
+#[tokio::test]
+async fn every_id_route_answers_404_for_another_tenants_object() {
+    let (app, _) = app();
+    for (key, id) in [(ALPHA_KEY, 4), (BETA_KEY, 1)] {
+        for (method, uri, body) in [
+            ("GET", format!("/objects/{id}"), ""),
+            ("GET", format!("/objects/{id}/file"), ""),
+            ("POST", format!("/objects/{id}/rename"), r#"{"path":"/x"}"#),
+            ("POST", format!("/objects/{id}/delete"), ""),
+            ("GET", format!("/rot/state/{id}"), ""),
+            ("POST", format!("/rot/restore/{id}"), ""),
+            ("POST", format!("/rot/control/{id}"), r#"{"pinned":true}"#),
+        ] {
+            let reply = call(&app, method, &uri, Some(key), body).await;
+            let message = assert_error(&reply, StatusCode::NOT_FOUND, "not_found");
+            assert_eq!(message, format!("object {id} not found"), "{uri}");
+        }
+    }
+}
+
+fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "XyZzYboundary42";
+    let mut body = Vec::new();
+    for (name, filename, data) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match filename {
+            Some(f) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(data);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+async fn send_with(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let body = if content_type.starts_with("application/json") {
+        serde_json::from_slice(&bytes).unwrap()
+    } else {
+        Value::String(String::from_utf8_lossy(&bytes).into_owned())
+    };
+    Reply {
+        status,
+        headers,
+        content_type,
+        body,
+    }
+}
+
+async fn file_of(app: &Router, id: u64) -> String {
+    let reply = get(app, &format!("/objects/{id}/file"), Some(ALPHA_KEY)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    reply.body.as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn uploads_come_as_multipart_json_or_raw_and_read_back() {
+    let (app, backend) = app();
+    let (content_type, body) = multipart(&[
+        ("keep_original", None, b"true"),
+        ("file", Some("notes.txt"), b"multipart bytes"),
+        ("path", None, b"/up/notes.txt"),
+        ("decay_speed", None, b"2"),
+    ]);
+    let reply = send_with(
+        &app,
+        Method::POST,
+        "/upload",
+        &[("X-API-Key", ALPHA_KEY), ("Content-Type", &content_type)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["path"], "/up/notes.txt");
+    assert_eq!(reply.body["keep_original"], true);
+    assert_eq!(reply.body["speed"], 2.0);
+    let id = reply.body["id"].as_u64().unwrap();
+    assert_eq!(file_of(&app, id).await, "multipart bytes");
+
+    // Without a path part, the file name decides.
+    let (content_type, body) = multipart(&[("file", Some("plain.txt"), b"x")]);
+    let reply = send_with(
+        &app,
+        Method::POST,
+        "/upload",
+        &[("X-API-Key", ALPHA_KEY), ("Content-Type", &content_type)],
+        body,
+    )
+    .await;
+    assert_eq!(reply.body["path"], "/plain.txt", "{}", reply.body);
+
+    // The seed's JSON form, with its field names, and no content type (as `curl -d` sends).
+    let reply = post(
+        &app,
+        "/upload",
+        Some(ALPHA_KEY),
+        r#"{"filename":"seed.txt","content_base64":"c2VlZCBieXRlcw==","keep_original_restore":true,"decay_rate":0.5}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    assert_eq!(reply.body["path"], "/seed.txt");
+    assert_eq!(reply.body["speed"], 0.5);
+    let id = reply.body["id"].as_u64().unwrap();
+    assert_eq!(file_of(&app, id).await, "seed bytes");
+
+    // A raw body with the path in the query.
+    let reply = send_with(
+        &app,
+        Method::POST,
+        "/upload?path=/raw/blob.bin&keep_original=false",
+        &[("X-API-Key", ALPHA_KEY)],
+        b"raw bytes".to_vec(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let id = reply.body["id"].as_u64().unwrap();
+    assert_eq!(file_of(&app, id).await, "raw bytes");
+    // Hashed on the way to disk.
+    assert_eq!(reply.body["sha256"], hex_digest("raw bytes"));
+
+    // POST /objects takes the JSON form too.
+    let reply = post(
+        &app,
+        "/objects",
+        Some(ALPHA_KEY),
+        r#"{"path":"/made/by/post.txt","content":"posted"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let id = reply.body["id"].as_u64().unwrap();
+    assert_eq!(file_of(&app, id).await, "posted");
+
+    // Nothing is left behind in the upload directory.
+    let left = std::fs::read_dir(backend.upload_dir.path())
+        .unwrap()
+        .count();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn upload_errors_are_clear_and_leave_nothing_behind() {
+    let (app, backend) = app();
+    // The path exists.
+    let reply = post(
+        &app,
+        "/objects",
+        Some(ALPHA_KEY),
+        r#"{"path":"/docs/a.txt","content":"again"}"#,
+    )
+    .await;
+    assert_error(&reply, StatusCode::CONFLICT, "conflict");
+    // Above the upload limit (64 KiB in these tests), as multipart and raw.
+    let big = vec![b'x'; 64 * 1024 + 1];
+    let (content_type, body) = multipart(&[("file", Some("big.bin"), &big)]);
+    let reply = send_with(
+        &app,
+        Method::POST,
+        "/upload",
+        &[("X-API-Key", ALPHA_KEY), ("Content-Type", &content_type)],
+        body,
+    )
+    .await;
+    assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    let reply = send_with(
+        &app,
+        Method::POST,
+        "/upload?path=/big.bin",
+        &[("X-API-Key", ALPHA_KEY)],
+        big,
+    )
+    .await;
+    assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    // Bad fields name themselves.
+    for (body, field) in [
+        (
+            r#"{"filename":"a","content_base64":"%%%"}"#,
+            "content_base64",
+        ),
+        (r#"{"filename":"a"}"#, "content_base64"),
+        (r#"{"content":"x"}"#, "path"),
+        (
+            r#"{"filename":"a","content":"x","decay_rate":"fast"}"#,
+            "decay_rate",
+        ),
+        (
+            r#"{"filename":"a","content":"x","decay_speed":99}"#,
+            "decay_speed",
+        ),
+        (r#"{"filename":"a","content":"x","colour":1}"#, "colour"),
+    ] {
+        let reply = post(&app, "/upload", Some(ALPHA_KEY), body).await;
+        assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert_eq!(reply.body["error"]["field"], field, "{body}");
+    }
+    let (content_type, body) = multipart(&[("path", None, b"/x.txt")]);
+    let reply = send_with(
+        &app,
+        Method::POST,
+        "/upload",
+        &[("X-API-Key", ALPHA_KEY), ("Content-Type", &content_type)],
+        body,
+    )
+    .await;
+    assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(reply.body["error"]["field"], "file");
+    let reply = send_with(
+        &app,
+        Method::POST,
+        "/upload",
+        &[
+            ("X-API-Key", ALPHA_KEY),
+            ("Content-Type", "multipart/form-data; boundary=nope"),
+        ],
+        b"garbage".to_vec(),
+    )
+    .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
+    let left = std::fs::read_dir(backend.upload_dir.path())
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "temporary upload files were left behind");
+}
+
+#[tokio::test]
+async fn ingest_stores_each_record_as_a_json_file() {
+    let (app, _) = app();
+    let reply = post(
+        &app,
+        "/ingest",
+        Some(ALPHA_KEY),
+        r#"{"records":[{"user":"ada","n":1},{"user":"bob","n":2}],"dir":"/feed"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+    let objects = reply.body["objects"].as_array().unwrap();
+    assert_eq!(objects.len(), 2);
+    for (o, user) in objects.iter().zip(["ada", "bob"]) {
+        let path = o["path"].as_str().unwrap();
+        assert!(
+            path.starts_with("/feed/record-") && path.ends_with(".json"),
+            "{path}"
+        );
+        let text = file_of(&app, o["id"].as_u64().unwrap()).await;
+        let record: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(record["user"], user);
+    }
+    let reply = post(&app, "/ingest", Some(ALPHA_KEY), r#"{"records":[]}"#).await;
+    assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    assert_eq!(reply.body["error"]["field"], "records");
+}
+
+#[tokio::test]
+async fn files_are_served_whole_or_by_range() {
+    let (app, _) = app();
+    let reply = post(
+        &app,
+        "/objects",
+        Some(ALPHA_KEY),
+        r#"{"path":"/r.txt","content":"0123456789"}"#,
+    )
+    .await;
+    let id = reply.body["id"].as_u64().unwrap();
+    let uri = format!("/objects/{id}/file");
+    let whole = get(&app, &uri, Some(ALPHA_KEY)).await;
+    assert_eq!(whole.status, StatusCode::OK);
+    assert_eq!(whole.headers[header::ACCEPT_RANGES], "bytes");
+    assert_eq!(whole.headers[header::CONTENT_LENGTH], "10");
+    assert_eq!(whole.content_type, "text/plain");
+    for (range, expect, content_range) in [
+        ("bytes=2-4", "234", "bytes 2-4/10"),
+        ("bytes=7-", "789", "bytes 7-9/10"),
+        ("bytes=-2", "89", "bytes 8-9/10"),
+        ("bytes=8-100", "89", "bytes 8-9/10"),
+    ] {
+        let reply = send_with(
+            &app,
+            Method::GET,
+            &uri,
+            &[("X-API-Key", ALPHA_KEY), ("Range", range)],
+            vec![],
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(reply.body, Value::String(expect.into()), "{range}");
+        assert_eq!(reply.headers[header::CONTENT_RANGE], content_range);
+    }
+    let reply = send_with(
+        &app,
+        Method::GET,
+        &uri,
+        &[("X-API-Key", ALPHA_KEY), ("Range", "bytes=10-")],
+        vec![],
+    )
+    .await;
+    assert_error(
+        &reply,
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        "range_not_satisfiable",
+    );
+    assert_eq!(reply.headers[header::CONTENT_RANGE], "bytes */10");
+    let reply = send_with(
+        &app,
+        Method::GET,
+        &uri,
+        &[("X-API-Key", ALPHA_KEY), ("Range", "bytes=x-y")],
+        vec![],
+    )
+    .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn rename_and_delete() {
+    let (app, _) = app();
+    let reply = post(
+        &app,
+        "/objects/1/rename",
+        Some(ALPHA_KEY),
+        r#"{"path":"/moved/a.txt"}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["path"], "/moved/a.txt");
+    let reply = post(
+        &app,
+        "/objects/1/rename",
+        Some(ALPHA_KEY),
+        r#"{"new_name":"b.txt"}"#,
+    )
+    .await;
+    assert_eq!(reply.body["path"], "/moved/b.txt", "{}", reply.body);
+    let reply = post(
+        &app,
+        "/objects/5/rename",
+        Some(ALPHA_KEY),
+        r#"{"path":"/moved/b.txt"}"#,
+    )
+    .await;
+    assert_error(&reply, StatusCode::CONFLICT, "conflict");
+    for body in ["{}", r#"{"path":"/a","new_name":"b"}"#] {
+        let reply = post(&app, "/objects/5/rename", Some(ALPHA_KEY), body).await;
+        assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+    }
+    let reply = post(
+        &app,
+        "/objects/5/rename",
+        Some(ALPHA_KEY),
+        r#"{"new_name":"a/b"}"#,
+    )
+    .await;
+    assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+
+    let reply = post(&app, "/rot/control/5", Some(ALPHA_KEY), r#"{"hold":true}"#).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let reply = post(&app, "/objects/5/delete", Some(ALPHA_KEY), "").await;
+    assert_error(&reply, StatusCode::CONFLICT, "conflict");
+    let reply = post(&app, "/objects/1/delete", Some(ALPHA_KEY), "").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["deleted"], true);
+    let reply = get(&app, "/objects", Some(ALPHA_KEY)).await;
+    assert!(!ids(&reply).contains(&1));
+}
+
+#[tokio::test]
+async fn policies_are_versioned_validated_and_dry_run() {
+    let (app, _) = app();
+    let reply = get(&app, "/rot/policies", Some(ALPHA_KEY)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["current"]["version"], 1);
+    assert_eq!(reply.body["tenant"], "alpha");
+
+    let put = |body: &'static str, uri: &'static str| {
+        let app = app.clone();
+        async move {
+            send_with(
+                &app,
+                Method::PUT,
+                uri,
+                &[("X-API-Key", ALPHA_KEY)],
+                body.as_bytes().to_vec(),
+            )
+            .await
+        }
+    };
+    let reply = put(
+        r#"{"text":{"stage_one_after_sec":60}}"#,
+        "/rot/policies?dry_run=true",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["dry_run"], true);
+    assert_eq!(reply.body["version"]["version"], 2);
+    assert!(reply.body["would_change"].is_object());
+    let reply = get(&app, "/rot/policies", Some(ALPHA_KEY)).await;
+    assert_eq!(
+        reply.body["current"]["version"], 1,
+        "a dry run stored a version"
+    );
+
+    let reply = put(
+        r#"{"text":{"stage_one_after_sec":60},"note":"faster text"}"#,
+        "/rot/policies",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body["version"]["version"], 2);
+    assert!(reply.body.get("would_change").is_none());
+    let reply = get(&app, "/rot/policies", Some(ALPHA_KEY)).await;
+    assert_eq!(reply.body["current"]["version"], 2);
+    assert_eq!(reply.body["current"]["note"], "faster text");
+    assert_eq!(reply.body["history"].as_array().unwrap().len(), 2);
+    // Beta's policies are its own.
+    let reply = get(&app, "/rot/policies", Some(BETA_KEY)).await;
+    assert_eq!(reply.body["current"]["version"], 1);
+
+    for (body, field) in [
+        (r#"{"text":{"stage_one_after":60}}"#, "text.stage_one_after"),
+        (
+            r#"{"text":{"stage_one_after_sec":"soon"}}"#,
+            "text.stage_one_after_sec",
+        ),
+        (r#"{"video":{}}"#, "video"),
+        (
+            r#"{"text":{"stage_one_after_sec":-1}}"#,
+            "text.stage_one_after_sec",
+        ),
+        ("{}", ""),
+        ("", ""),
+    ] {
+        let reply = put(body, "/rot/policies").await;
+        assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
+        assert_eq!(reply.body["error"]["field"], field, "{body}");
+    }
+    let reply = put(r#"{"text":{}}"#, "/rot/policies?dry_run=perhaps").await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+/// Parses a finished SSE body into (id, event type, data).
+fn sse_events(text: &str) -> Vec<(u64, String, Value)> {
+    text.split("\n\n")
+        .filter(|block| block.contains("data:"))
+        .map(|block| {
+            let mut id = 0;
+            let mut event = String::new();
+            let mut data = String::new();
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    id = v.trim().parse().unwrap();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim());
+                }
+            }
+            (id, event, serde_json::from_str(&data).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn events_stream_in_order_filter_and_resume() {
+    let (app, _) = app();
+    for (path, content) in [
+        ("/e/one.txt", "1"),
+        ("/e/two.txt", "2"),
+        ("/other/three.txt", "3"),
+    ] {
+        let body = json!({"path": path, "content": content}).to_string();
+        let reply = post(&app, "/objects", Some(ALPHA_KEY), &body).await;
+        assert_eq!(reply.status, StatusCode::CREATED);
+    }
+    post(
+        &app,
+        "/objects/1/rename",
+        Some(ALPHA_KEY),
+        r#"{"path":"/e/renamed.txt"}"#,
+    )
+    .await;
+    // Beta's events are not alpha's.
+    post(
+        &app,
+        "/objects",
+        Some(BETA_KEY),
+        r#"{"path":"/b.txt","content":"b"}"#,
+    )
+    .await;
+
+    let reply = get(&app, "/events?follow=false", Some(ALPHA_KEY)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.content_type.starts_with("text/event-stream"));
+    let events = sse_events(reply.body.as_str().unwrap());
+    let kinds: Vec<&str> = events.iter().map(|(_, e, _)| e.as_str()).collect();
+    assert_eq!(kinds, ["created", "created", "created", "renamed"]);
+    let ids: Vec<u64> = events.iter().map(|(id, _, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(events[3].2["path"], "/e/renamed.txt");
+
+    let reply = get(&app, "/events?follow=false&path=/e", Some(ALPHA_KEY)).await;
+    assert_eq!(sse_events(reply.body.as_str().unwrap()).len(), 3);
+
+    // Resuming after the second event gives the rest, once.
+    let reply = send_with(
+        &app,
+        Method::GET,
+        "/events?follow=false",
+        &[
+            ("X-API-Key", ALPHA_KEY),
+            ("Last-Event-ID", &ids[1].to_string()),
+        ],
+        vec![],
+    )
+    .await;
+    let rest: Vec<u64> = sse_events(reply.body.as_str().unwrap())
+        .iter()
+        .map(|(id, _, _)| *id)
+        .collect();
+    assert_eq!(rest, ids[2..]);
+
+    // Following: a new event arrives on an open stream.
+    let request = Request::builder()
+        .uri(format!("/events?after={}", ids[3]))
+        .header("X-API-Key", ALPHA_KEY)
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let mut body = response.into_body().into_data_stream();
+    post(
+        &app,
+        "/objects",
+        Some(ALPHA_KEY),
+        r#"{"path":"/e/late.txt","content":"l"}"#,
+    )
+    .await;
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains("late.txt") {
+        use futures_util::StreamExt;
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .expect("no event within 10 s")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("event: created"), "{seen}");
+
+    for bad in ["/events?kind=video", "/events?after=x", "/events?stage=9"] {
+        let reply = get(&app, bad, Some(ALPHA_KEY)).await;
+        assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer() {
+    let (app, backend) = app();
+    let body = br#"{"path":"/once.txt","content":"once"}"#.to_vec();
+    let headers = [("X-API-Key", ALPHA_KEY), ("Idempotency-Key", "req-7f3a")];
+    let first = send_with(&app, Method::POST, "/objects", &headers, body.clone()).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    assert!(first.headers.get("idempotent-replayed").is_none());
+    let again = send_with(&app, Method::POST, "/objects", &headers, body.clone()).await;
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(again.body, first.body);
+    assert_eq!(again.headers["idempotent-replayed"], "true");
+    let imports = backend
+        .calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(op, ..)| *op == "import")
+        .count();
+    assert_eq!(imports, 1);
+    // Another tenant's same key is another request (and fails on its own: no such path clash).
+    let beta = send_with(
+        &app,
+        Method::POST,
+        "/objects",
+        &[("X-API-Key", BETA_KEY), ("Idempotency-Key", "req-7f3a")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(beta.status, StatusCode::CREATED);
+    assert_ne!(beta.body["id"], first.body["id"]);
+    let long = "k".repeat(256);
+    let reply = send_with(
+        &app,
+        Method::POST,
+        "/objects",
+        &[("X-API-Key", ALPHA_KEY), ("Idempotency-Key", &long)],
+        body,
+    )
+    .await;
+    assert_error(&reply, StatusCode::BAD_REQUEST, "bad_request");
+}
+
+#[tokio::test]
+async fn prometheus_text_has_the_tenants_figures_and_http_counts() {
+    let (app, _) = app();
+    get(&app, "/objects", Some(ALPHA_KEY)).await;
+    get(&app, "/rot/state/999", Some(ALPHA_KEY)).await;
+    let reply = get(&app, "/metrics", Some(ALPHA_KEY)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(
+        reply.content_type.starts_with("text/plain"),
+        "{}",
+        reply.content_type
+    );
+    let text = reply.body.as_str().unwrap();
+    for needle in [
+        r#"rustdb_objects{tenant="alpha",stage="0",kind="text"} 1"#,
+        r#"rustdb_bytes_saved{tenant="alpha"} 9100"#,
+        r#"rustdb_http_requests_total{tenant="alpha",method="GET",route="/objects",status="200"} 1"#,
+        r#"rustdb_http_requests_total{tenant="alpha",method="GET",route="/rot/state/{id}",status="404"} 1"#,
+        "# TYPE rustdb_restores counter",
+        r#"rustdb_restores_total{tenant="alpha"} 0"#,
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    assert!(!text.contains("beta"), "{text}");
+    let reply = get(&app, "/rot/metrics", Some(ALPHA_KEY)).await;
+    let http = reply.body["http_requests"].as_array().unwrap();
+    assert!(http
+        .iter()
+        .any(|h| h["route"] == "/metrics" && h["status"] == 200));
+}
+
+#[tokio::test]
+async fn the_openapi_document_and_the_router_agree() {
+    let (app, _) = app();
+    let reply = get(&app, "/openapi.json", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let doc = reply.body;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            documented.insert((method.to_uppercase(), path.clone()));
+            // Every documented operation is routed: the router's own 404 and 405 never answer.
+            let uri = path.replace("{id}", "1");
+            let uri = if uri == "/events" {
+                "/events?follow=false".to_owned()
+            } else {
+                uri
+            };
+            let reply = call(
+                &app,
+                &method.to_uppercase(),
+                &uri,
+                Some(ALPHA_READER_KEY),
+                "",
+            )
+            .await;
+            let message = reply.body["error"]["message"].as_str().unwrap_or("");
+            assert!(
+                !message.starts_with("no route for")
+                    && reply.status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented but not routed: {}",
+                reply.body
+            );
+            // Routes behind a key document the key and the 401.
+            let secured = op.get("security").is_some();
+            assert_eq!(
+                secured,
+                path != "/healthz" && path != "/openapi.json",
+                "{method} {path}"
+            );
+            if secured {
+                assert!(
+                    op["responses"].get("401").is_some(),
+                    "{method} {path} lacks 401"
+                );
+            }
+        }
+    }
+    // Every routed operation is documented.
+    let mut routed: std::collections::BTreeSet<(String, String)> = PROTECTED
+        .iter()
+        .map(|(method, uri, _)| {
+            let path = uri.split('?').next().unwrap();
+            let path = path
+                .split('/')
+                .map(|seg| {
+                    if seg.chars().all(|c| c.is_ascii_digit()) && !seg.is_empty() {
+                        "{id}"
+                    } else {
+                        seg
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            (method.to_string(), path)
+        })
+        .collect();
+    routed.insert(("GET".into(), "/healthz".into()));
+    routed.insert(("GET".into(), "/openapi.json".into()));
+    assert_eq!(routed, documented);
+    // Every schema a document refers to exists.
+    let text = doc.to_string();
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for reference in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "missing schema {name}");
+    }
 }

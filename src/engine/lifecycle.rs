@@ -9,8 +9,8 @@ use tracing::{info, warn};
 use super::namespace::{read_head, sha256_file};
 use super::{decay_state, reschedule, Engine, EngineError, Result};
 use crate::catalog::{Encoding, Event, HistoryRow, ObjectRow};
-use crate::policy::{Policy, PolicyVersion};
 use crate::decay::{self, PURGED};
+use crate::policy::{Policy, PolicyVersion};
 use crate::transform::{self, binary, detect::detect, stub, Kind, TransformError};
 
 /// After this many failed attempts at a stage, the stub stands in for the transform.
@@ -80,7 +80,11 @@ struct Decision<'p> {
 /// Whether this step keeps the current (lossless) bytes as the restorable original.
 fn keeps_original(o: &ObjectRow, policy: &Policy, c: Option<&Candidate>, keep_bytes: bool) -> bool {
     let wanted = o.keep_original.unwrap_or(policy.keep_original);
-    wanted && o.lossless && o.original_gen.is_none() && !keep_bytes && c.is_some_and(|c| !c.lossless)
+    wanted
+        && o.lossless
+        && o.original_gen.is_none()
+        && !keep_bytes
+        && c.is_some_and(|c| !c.lossless)
 }
 
 /// A new artifact waiting in `tmp/`.

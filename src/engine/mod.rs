@@ -9,9 +9,9 @@ mod query;
 mod xattr;
 
 pub use lifecycle::{TickChange, TickOptions, TickReport};
-pub use policies::Seed;
-pub use objects::Import;
 pub use namespace::{NodeView, OpenedArtifact, SetAttrs, TimeSet};
+pub use objects::Import;
+pub use policies::Seed;
 pub use query::{
     EventBatch, EventSelection, ObjectFilter, ObjectInfo, ObjectStateInfo, TenantTotals,
 };

@@ -53,7 +53,11 @@ impl Engine {
         let root = self.tenant_root(tenant)?;
         let mut dir = self.node_row(root)?;
         for (depth, name) in names.iter().enumerate() {
-            let existing = self.catalog.lock().read().lookup(dir.ino, name.as_bytes())?;
+            let existing = self
+                .catalog
+                .lock()
+                .read()
+                .lookup(dir.ino, name.as_bytes())?;
             dir = match existing {
                 Some(n) if n.node_type == NodeType::Dir => n,
                 Some(_) => {

@@ -46,7 +46,8 @@ impl Engine {
         if !wanted {
             return Ok(None);
         }
-        self.store_policy_version(tenant, set.clone(), note).map(Some)
+        self.store_policy_version(tenant, set.clone(), note)
+            .map(Some)
     }
 
     /// Lays `patch` (kinds to fields to values) over `tenant`'s current policies. A dry run

@@ -168,7 +168,11 @@ impl Engine {
             let exhausted = rows.len() < limit.max(1);
             for row in rows {
                 batch.last_seen = row.seq;
-                if selection.path.as_deref().is_none_or(|p| under(&row.path, p)) {
+                if selection
+                    .path
+                    .as_deref()
+                    .is_none_or(|p| under(&row.path, p))
+                {
                     batch.events.push(row);
                     if batch.events.len() >= limit {
                         return Ok(batch);
