@@ -6,7 +6,8 @@ use crate::catalog::NodeType;
 use crate::decay;
 
 const PREFIX: &str = "user.rustdb.";
-const READABLE: [&str; 11] = [
+const READABLE: [&str; 12] = [
+    "id",
     "stage",
     "heat",
     "kind",
@@ -49,6 +50,7 @@ impl Engine {
                 self.policy(&o.tenant, &o.kind).heat_half_life_sec,
             );
             let value = match key {
+                "id" => o.id.to_string(),
                 "stage" => o.stage.to_string(),
                 "heat" => format!("{heat:.3}"),
                 "kind" => o.kind,
