@@ -24,6 +24,105 @@ pub struct Cli {
 pub enum Command {
     /// Mount the filesystem, serve the API and run the scheduler until Ctrl-C or SIGTERM.
     Up(UpArgs),
+    /// Objects, bytes and savings of the tenant, by stage and kind.
+    Status(ClientArgs),
+    /// List objects: stage, heat, sizes, next decay.
+    Ls {
+        /// Only objects at or below this path of the namespace, e.g. /docs.
+        path: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Run one tick of the decay engine now.
+    Tick {
+        /// Advance every object by its speed, ignoring the clock.
+        #[arg(long)]
+        force: bool,
+        /// Report what would change and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Bring the exact original of a file back (by id, namespace path, or a path in the mount).
+    Restore {
+        target: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Keep a file from decaying (by id, namespace path, or a path in the mount).
+    Pin {
+        target: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Let a pinned file decay again.
+    Unpin {
+        target: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show or change the tenant's policies.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
+    /// Follow lifecycle events as they happen.
+    Events {
+        /// Only objects of this kind (image, text, spreadsheet, document, binary).
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only objects at or below this path.
+        #[arg(long)]
+        path: Option<String>,
+        /// Start after this event id (default: from the first event).
+        #[arg(long)]
+        after: Option<u64>,
+        /// Print the events so far and stop instead of following.
+        #[arg(long)]
+        no_follow: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyAction {
+    /// Show the current version and its values per kind.
+    Get(ClientArgs),
+    /// Store a new version from a JSON file of kinds and fields to change.
+    Set {
+        file: PathBuf,
+        /// Report what a tick under the new version would change, store nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Why this version exists; kept with it.
+        #[arg(long)]
+        note: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// How a client command reaches a running instance.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The API of a running `rustdb up`.
+    #[arg(long, env = "RUSTDB_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+
+    /// An API key of the tenant (key:tenant in the server's RUSTDB_API_KEYS).
+    #[arg(
+        long,
+        env = "RUSTDB_API_KEY",
+        default_value = "devkey",
+        hide_env_values = true
+    )]
+    pub api_key: String,
+
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! `rustdb`: wires the engine, the mount, the API and the scheduler together.
 
 mod cli;
+mod client;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         .init();
     let result = match args.command {
         cli::Command::Up(up) => run_up(up),
+        other => run_client(other),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -43,6 +45,76 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_client(command: cli::Command) -> anyhow::Result<()> {
+    use cli::{Command, PolicyAction};
+    use client::Request;
+    let (args, request) = match command {
+        Command::Up(_) => unreachable!("handled by run_up"),
+        Command::Status(c) => (c, Request::Status),
+        Command::Ls { path, client } => (client, Request::Ls { path }),
+        Command::Tick {
+            force,
+            dry_run,
+            client,
+        } => (client, Request::Tick { force, dry_run }),
+        Command::Restore { target, client } => (client, Request::Restore { target }),
+        Command::Pin { target, client } => (
+            client,
+            Request::Pin {
+                target,
+                pinned: true,
+            },
+        ),
+        Command::Unpin { target, client } => (
+            client,
+            Request::Pin {
+                target,
+                pinned: false,
+            },
+        ),
+        Command::Policy {
+            action: PolicyAction::Get(c),
+        } => (c, Request::PolicyGet),
+        Command::Policy {
+            action:
+                PolicyAction::Set {
+                    file,
+                    dry_run,
+                    note,
+                    client,
+                },
+        } => (
+            client,
+            Request::PolicySet {
+                file,
+                dry_run,
+                note,
+            },
+        ),
+        Command::Events {
+            kind,
+            path,
+            after,
+            no_follow,
+            client,
+        } => (
+            client,
+            Request::Events {
+                kind,
+                path,
+                after,
+                follow: !no_follow,
+            },
+        ),
+    };
+    let endpoint = client::Endpoint {
+        url: args.url,
+        api_key: args.api_key,
+        json: args.json,
+    };
+    client::run(&endpoint, request)
 }
 
 fn load_policies(path: Option<&std::path::Path>) -> anyhow::Result<PolicySet> {
