@@ -366,3 +366,105 @@ fn a_one_gib_upload_streams_under_200_mib() {
         SIZE
     );
 }
+
+/// Runs the `rustdb` client against `inst`; answers (success, stdout, stderr).
+fn client(inst: &Instance, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustdb"))
+        .args(args)
+        .env("RUSTDB_URL", format!("http://127.0.0.1:{}", inst.port))
+        .env("RUSTDB_API_KEY", KEY)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_client_commands_drive_a_running_instance() {
+    require_mount!();
+    let inst = Instance::start(&[]);
+    std::fs::create_dir_all(inst.path("docs")).unwrap();
+    std::fs::write(inst.path("docs/a.txt"), "alpha ".repeat(500)).unwrap();
+    // Uploaded with its original kept, so it can be restored after a lossy stage.
+    upload(
+        &inst,
+        "/docs/b.txt&keep_original=true",
+        "beta ".repeat(500).as_bytes(),
+    );
+
+    let (ok, out, err) = client(&inst, &["ls", "/docs", "--json"]);
+    assert!(ok, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+
+    // Pin by a path in the mount (its user.rustdb.id), then a forced tick leaves it alone.
+    let a = inst.path("docs/a.txt");
+    let (ok, out, err) = client(&inst, &["pin", a.to_str().unwrap()]);
+    assert!(ok && out.contains("pinned /docs/a.txt"), "{out}{err}");
+    let (ok, out, err) = client(&inst, &["tick", "--force", "--json"]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["changed"], 1, "{report}");
+    assert_eq!(common::xattr(&a, "user.rustdb.stage").unwrap(), "0");
+    assert_eq!(
+        common::xattr(&inst.path("docs/b.txt"), "user.rustdb.stage").unwrap(),
+        "1"
+    );
+
+    // Restore by namespace path; unpin.
+    let (ok, out, err) = client(&inst, &["restore", "/docs/b.txt"]);
+    assert!(ok && out.contains("restored /docs/b.txt"), "{out}{err}");
+    let (ok, _, err) = client(&inst, &["unpin", "/docs/a.txt"]);
+    assert!(ok, "{err}");
+
+    // Policies: set from a file, see the new version.
+    let file = inst.dir.path().join("policy.json");
+    std::fs::write(&file, r#"{"text": {"stage_one_after_sec": 120}}"#).unwrap();
+    let (ok, out, err) = client(
+        &inst,
+        &["policy", "set", file.to_str().unwrap(), "--note", "cli"],
+    );
+    assert!(ok && out.contains("stored policy version 2"), "{out}{err}");
+    let (ok, out, _) = client(&inst, &["policy", "get", "--json"]);
+    assert!(ok);
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        doc["current"]["policies"]["text"]["stage_one_after_sec"],
+        120
+    );
+    std::fs::write(&file, r#"{"text": {"stage_one_after_sec": -1}}"#).unwrap();
+    let (ok, _, err) = client(&inst, &["policy", "set", file.to_str().unwrap()]);
+    assert!(!ok && err.contains("text.stage_one_after_sec"), "{err}");
+
+    // Events so far, and the status summary.
+    let (ok, out, _) = client(&inst, &["events", "--no-follow", "--json"]);
+    assert!(ok);
+    let kinds: Vec<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert!(kinds.contains(&"restored".to_owned()), "{kinds:?}");
+    let (ok, out, _) = client(&inst, &["status"]);
+    assert!(ok && out.contains("policy version 2 (cli)"), "{out}");
+
+    // A wrong key is explained.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustdb"))
+        .args(["status"])
+        .env("RUSTDB_URL", format!("http://127.0.0.1:{}", inst.port))
+        .env("RUSTDB_API_KEY", "wrong")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("RUSTDB_API_KEY"),
+        "{err}"
+    );
+}

@@ -116,3 +116,15 @@ fn cli_busy_mount_point_is_one_clear_line() {
     let line = error_line(&out);
     assert!(line.contains("busy") && line.contains("unmount"), "{line}");
 }
+
+#[test]
+fn client_commands_say_what_to_do_when_nothing_listens() {
+    let (ok, text) = rustdb(&["status", "--url", "http://127.0.0.1:9"], &[]);
+    assert!(!ok);
+    let line = error_line(&text);
+    assert!(
+        line.contains("cannot reach RustDB at http://127.0.0.1:9"),
+        "{line}"
+    );
+    assert!(line.contains("RUSTDB_URL"), "{line}");
+}
