@@ -1138,6 +1138,62 @@ impl Tx<'_> {
 mod tests {
     use super::*;
 
+    /// A catalog written before history had owners and event types opens, and its rows get them.
+    #[test]
+    fn version_one_catalogs_migrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            let v1_schema = SCHEMA
+                .split("CREATE TABLE IF NOT EXISTS history")
+                .next()
+                .unwrap()
+                .to_owned()
+                + "CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT, object INTEGER NOT NULL,
+                    at INTEGER NOT NULL, from_stage INTEGER NOT NULL, to_stage INTEGER NOT NULL,
+                    reason TEXT NOT NULL, bytes_before INTEGER NOT NULL, bytes_after INTEGER NOT NULL);";
+            conn.execute_batch(&v1_schema).unwrap();
+            conn.execute_batch(
+                "INSERT INTO objects (id, tenant, stage, kind, format, generation, encoding, size,
+                    stored_size, original_size, sha256, lossless, heat, heat_at, last_access_at,
+                    created_at, stage_since, progress, pinned, hold, speed, original_encoding,
+                    original_stored_size, fail_count)
+                 VALUES (7, 'acme', 1, 'text', 'text/plain', 2, 0, 10, 10, 100, 'x', 0, 1.0, 0, 0,
+                    0, 0, 0.0, 0, 0, 1.0, 0, 0, 0);
+                 INSERT INTO history (object, at, from_stage, to_stage, reason, bytes_before, bytes_after)
+                 VALUES (7, 1, 0, 0, 'created', 0, 0), (7, 2, 0, 1, 'age since last access (x)', 100, 10),
+                        (7, 3, 1, 1, 'unlinked', 10, 0);",
+            )
+            .unwrap();
+        }
+        let cat = Catalog::open(&path).unwrap();
+        let events: Vec<(Event, String, String)> = cat
+            .read()
+            .history(7)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.history.event, e.tenant, e.kind))
+            .collect();
+        let acme = || ("acme".to_owned(), "text".to_owned());
+        assert_eq!(
+            events,
+            vec![
+                (Event::Created, acme().0, acme().1),
+                (Event::Decayed, acme().0, acme().1),
+                (Event::Deleted, acme().0, acme().1),
+            ]
+        );
+        let version: i64 = cat
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(cat);
+        // Opening again is a no-op.
+        Catalog::open(&path).unwrap();
+    }
+
     /// A wall-clock tick costs O(due objects): the due query walks the partial index.
     #[test]
     fn due_and_expiry_queries_use_their_indexes() {

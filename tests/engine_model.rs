@@ -479,3 +479,74 @@ fn regression_binary_skipping_to_stage_three_gets_a_stub() {
     }
     assert_eq!(world.files[0].stage, 3);
 }
+
+/// Policy versions: a change is a new version that reschedules every object; a dry run stores
+/// nothing and reports what a wall-clock tick under the proposed version would change now; each
+/// decay names the version that decided it.
+#[test]
+fn policy_versions_reschedule_preview_and_are_named_in_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(1_000_000));
+    let cfg = EngineConfig {
+        storage_dir: dir.path().to_path_buf(),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::load(cfg, clock.clone()).unwrap();
+    let root = engine.tenant_root(TENANT).unwrap();
+    let defaults = engine.config().policies.clone();
+    let seeded = engine
+        .seed_policies(
+            TENANT,
+            &defaults,
+            "built-in defaults",
+            rustdb::engine::Seed::IfNone,
+        )
+        .unwrap();
+    assert_eq!(seeded.unwrap().version, 1);
+    // Seeding again does nothing.
+    assert!(engine
+        .seed_policies(TENANT, &defaults, "again", rustdb::engine::Seed::IfNone)
+        .unwrap()
+        .is_none());
+    let (view, mut file) = engine.create(root, b"notes.txt", 0o644, 0, 0).unwrap();
+    file.write_all("a line of text\n".repeat(400).as_bytes())
+        .unwrap();
+    drop(file);
+    let id = view.node.ino;
+    engine.release(id, true, true);
+    clock.advance(120);
+
+    // Under the defaults (one day) nothing is due after two minutes.
+    let patch = serde_json::json!({"text": {"stage_one_after_sec": 60}});
+    let (proposed, report) = engine.set_policies(TENANT, &patch, None, true).unwrap();
+    assert_eq!(proposed.version, 2);
+    let report = report.unwrap();
+    assert_eq!(report.changed, 1, "{report:?}");
+    assert_eq!(
+        engine.tenant_policy(TENANT).version,
+        1,
+        "a dry run stored a version"
+    );
+    let tick = engine.tick(Some(TENANT), Default::default()).unwrap();
+    assert_eq!(tick.changed, 0);
+
+    // Stored, the new version reschedules the file, and the decay names it.
+    let (stored, _) = engine
+        .set_policies(TENANT, &patch, Some("faster"), false)
+        .unwrap();
+    assert_eq!((stored.version, stored.note.as_str()), (2, "faster"));
+    let tick = engine.tick(Some(TENANT), Default::default()).unwrap();
+    assert_eq!(tick.changed, 1);
+    let state = engine.object_state(TENANT, id).unwrap();
+    let last = &state.history.last().unwrap().history;
+    assert_eq!(last.policy_version, Some(2));
+    assert_eq!(engine.policy_history(TENANT).unwrap().len(), 2);
+
+    // A bad value names its field and stores nothing.
+    let bad = serde_json::json!({"text": {"stub_after_sec": 1}});
+    match engine.set_policies(TENANT, &bad, None, false) {
+        Err(EngineError::InvalidField { field, .. }) => assert_eq!(field, "text.stub_after_sec"),
+        other => panic!("expected a field error, got {other:?}"),
+    }
+    assert_eq!(engine.tenant_policy(TENANT).version, 2);
+}

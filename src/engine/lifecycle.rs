@@ -181,7 +181,9 @@ impl Engine {
         }
         let ids = {
             let cat = self.catalog.lock();
-            if opts.force {
+            // A policy preview looks at every object: what is due under the proposed version
+            // is not what the index (built under the current one) says.
+            if opts.force || proposed.is_some() {
                 cat.read().live_objects(tenant, limit)?
             } else {
                 cat.read().due(now, limit)?
