@@ -2016,3 +2016,46 @@ async fn the_openapi_document_and_the_router_agree() {
         assert!(schemas.contains_key(name), "missing schema {name}");
     }
 }
+
+#[test]
+fn the_grafana_dashboard_uses_only_exported_metrics() {
+    use rustdb_api::metrics as m;
+    let gauges = [
+        m::OBJECTS,
+        m::LOGICAL_BYTES,
+        m::PHYSICAL_BYTES,
+        m::BYTES_SAVED,
+        m::TICK_SECONDS,
+        m::TICK_SECONDS_MAX,
+    ];
+    let counters = [
+        m::TRANSITIONS,
+        m::RESTORES,
+        m::PURGES,
+        m::DELETES,
+        m::TRANSFORM_FAILURES,
+        m::ACCESSES,
+        m::TICKS,
+        m::HTTP_REQUESTS,
+    ];
+    let exported: Vec<String> = gauges
+        .iter()
+        .map(|g| g.to_string())
+        .chain(counters.iter().map(|c| format!("{c}_total")))
+        .collect();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/grafana/rustdb.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut used = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if word.starts_with("rustdb_") {
+                    assert!(exported.iter().any(|e| e == word), "{word} is not exported");
+                    used += 1;
+                }
+            }
+        }
+    }
+    assert!(used >= exported.len(), "the dashboard uses {used} series");
+}
