@@ -217,6 +217,23 @@ pub struct HistoryRow {
     pub policy_version: Option<u64>,
 }
 
+impl HistoryRow {
+    /// The first row of an object: created at stage 0 with `size` bytes.
+    pub fn created(at: i64, reason: &str, size: u64, path: Option<String>) -> HistoryRow {
+        HistoryRow {
+            at,
+            event: Event::Created,
+            from_stage: 0,
+            to_stage: 0,
+            reason: reason.to_owned(),
+            bytes_before: 0,
+            bytes_after: size,
+            path,
+            policy_version: None,
+        }
+    }
+}
+
 /// A history row with its sequence number and owner: one event of `GET /events`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventRow {

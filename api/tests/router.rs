@@ -1324,6 +1324,19 @@ fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
+/// `POST /upload` of a multipart form with alpha's admin key.
+async fn upload_form(app: &Router, parts: &[(&str, Option<&str>, &[u8])]) -> Reply {
+    let (content_type, body) = multipart(parts);
+    send_with(
+        app,
+        Method::POST,
+        "/upload",
+        &[("X-API-Key", ALPHA_KEY), ("Content-Type", &content_type)],
+        body,
+    )
+    .await
+}
+
 async fn send_with(
     app: &Router,
     method: Method,
@@ -1369,18 +1382,14 @@ async fn file_of(app: &Router, id: u64) -> String {
 #[tokio::test]
 async fn uploads_come_as_multipart_json_or_raw_and_read_back() {
     let (app, backend) = app();
-    let (content_type, body) = multipart(&[
-        ("keep_original", None, b"true"),
-        ("file", Some("notes.txt"), b"multipart bytes"),
-        ("path", None, b"/up/notes.txt"),
-        ("decay_speed", None, b"2"),
-    ]);
-    let reply = send_with(
+    let reply = upload_form(
         &app,
-        Method::POST,
-        "/upload",
-        &[("X-API-Key", ALPHA_KEY), ("Content-Type", &content_type)],
-        body,
+        &[
+            ("keep_original", None, b"true"),
+            ("file", Some("notes.txt"), b"multipart bytes"),
+            ("path", None, b"/up/notes.txt"),
+            ("decay_speed", None, b"2"),
+        ],
     )
     .await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
@@ -1391,15 +1400,7 @@ async fn uploads_come_as_multipart_json_or_raw_and_read_back() {
     assert_eq!(file_of(&app, id).await, "multipart bytes");
 
     // Without a path part, the file name decides.
-    let (content_type, body) = multipart(&[("file", Some("plain.txt"), b"x")]);
-    let reply = send_with(
-        &app,
-        Method::POST,
-        "/upload",
-        &[("X-API-Key", ALPHA_KEY), ("Content-Type", &content_type)],
-        body,
-    )
-    .await;
+    let reply = upload_form(&app, &[("file", Some("plain.txt"), b"x")]).await;
     assert_eq!(reply.body["path"], "/plain.txt", "{}", reply.body);
 
     // The seed's JSON form, with its field names, and no content type (as `curl -d` sends).
@@ -1464,15 +1465,7 @@ async fn upload_errors_are_clear_and_leave_nothing_behind() {
     assert_error(&reply, StatusCode::CONFLICT, "conflict");
     // Above the upload limit (64 KiB in these tests), as multipart and raw.
     let big = vec![b'x'; 64 * 1024 + 1];
-    let (content_type, body) = multipart(&[("file", Some("big.bin"), &big)]);
-    let reply = send_with(
-        &app,
-        Method::POST,
-        "/upload",
-        &[("X-API-Key", ALPHA_KEY), ("Content-Type", &content_type)],
-        body,
-    )
-    .await;
+    let reply = upload_form(&app, &[("file", Some("big.bin"), &big)]).await;
     assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
     let reply = send_with(
         &app,
@@ -1505,15 +1498,7 @@ async fn upload_errors_are_clear_and_leave_nothing_behind() {
         assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
         assert_eq!(reply.body["error"]["field"], field, "{body}");
     }
-    let (content_type, body) = multipart(&[("path", None, b"/x.txt")]);
-    let reply = send_with(
-        &app,
-        Method::POST,
-        "/upload",
-        &[("X-API-Key", ALPHA_KEY), ("Content-Type", &content_type)],
-        body,
-    )
-    .await;
+    let reply = upload_form(&app, &[("path", None, b"/x.txt")]).await;
     assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid");
     assert_eq!(reply.body["error"]["field"], "file");
     let reply = send_with(
@@ -2043,7 +2028,10 @@ fn the_grafana_dashboard_uses_only_exported_metrics() {
         .map(|g| g.to_string())
         .chain(counters.iter().map(|c| format!("{c}_total")))
         .collect();
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/grafana/rustdb.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../packaging/grafana/rustdb.json"
+    );
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut used = 0;
     for panel in dashboard["panels"].as_array().unwrap() {

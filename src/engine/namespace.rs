@@ -311,20 +311,7 @@ impl Engine {
             let policy = self.policy(&object.tenant, &object.kind);
             reschedule(&mut object, &policy);
             tx.insert_object(&object)?;
-            tx.add_history(
-                &object,
-                &HistoryRow {
-                    at: now,
-                    event: Event::Created,
-                    from_stage: 0,
-                    to_stage: 0,
-                    reason: "created".into(),
-                    bytes_before: 0,
-                    bytes_after: 0,
-                    path: None,
-                    policy_version: None,
-                },
-            )?;
+            tx.add_history(&object, &HistoryRow::created(now, "created", 0, None))?;
             tx.touch_node(parent, node.ctime_ns, node.ctime_ns)?;
             // The file is created inside the transaction: a crash before the commit leaves an
             // unreferenced file that the startup sweep removes.

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::namespace::{read_head, sha256_file};
 use super::{Engine, EngineError, OpenedArtifact, Result};
-use crate::catalog::{Event, HistoryRow, NodeRow, NodeType, ObjectRow};
+use crate::catalog::{HistoryRow, NodeRow, NodeType, ObjectRow};
 use crate::decay;
 use crate::transform::detect::detect;
 
@@ -128,17 +128,7 @@ impl Engine {
             tx.insert_object(&object)?;
             tx.add_history(
                 &object,
-                &HistoryRow {
-                    at: now,
-                    event: Event::Created,
-                    from_stage: 0,
-                    to_stage: 0,
-                    reason: import.reason.to_owned(),
-                    bytes_before: 0,
-                    bytes_after: size,
-                    path: Some(import.path.to_owned()),
-                    policy_version: None,
-                },
+                &HistoryRow::created(now, import.reason, size, Some(import.path.to_owned())),
             )?;
             tx.touch_node(dir.ino, node.ctime_ns, node.ctime_ns)?;
             // Renamed inside the transaction: a crash before the commit leaves an unreferenced
