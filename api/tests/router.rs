@@ -2047,3 +2047,35 @@ fn the_grafana_dashboard_uses_only_exported_metrics() {
     }
     assert!(used >= exported.len(), "the dashboard uses {used} series");
 }
+
+#[tokio::test]
+async fn every_json_route_refuses_bodies_above_its_limit() {
+    let (app, backend) = app();
+    let upload_limit = rustdb_api::upload::MAX_JSON_BODY_BYTES;
+    let padding = " ".repeat(upload_limit + 1);
+    for uri in ["/objects", "/ingest", "/upload"] {
+        let body = format!("{{\"path\":\"/p.txt\",\"content\":\"x\"{padding}}}");
+        let reply = post(&app, uri, Some(ALPHA_KEY), &body).await;
+        assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    }
+    let body = format!(
+        "{{\"text\":{{\"stub_after_sec\":1}}{}}}",
+        " ".repeat(rustdb_api::MAX_BODY_BYTES)
+    );
+    let reply = send_with(
+        &app,
+        Method::PUT,
+        "/rot/policies",
+        &[("X-API-Key", ALPHA_KEY)],
+        body.into_bytes(),
+    )
+    .await;
+    assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+    assert!(backend.calls.lock().unwrap().is_empty());
+    assert_eq!(
+        std::fs::read_dir(backend.upload_dir.path())
+            .unwrap()
+            .count(),
+        0
+    );
+}
