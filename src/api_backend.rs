@@ -88,7 +88,8 @@ impl ApiBackend {
 fn api_error(e: EngineError) -> BackendError {
     match e {
         EngineError::NotFound(id) => BackendError::NotFound(id),
-        EngineError::Conflict(m) => BackendError::Conflict(m),
+        // Refused in the object's state (a legal hold): a conflict, as HTTP sees it.
+        EngineError::Conflict(m) | EngineError::NotPermitted(m) => BackendError::Conflict(m),
         EngineError::Invalid(m) => BackendError::Invalid(m),
         EngineError::InvalidField { field, reason } => BackendError::InvalidField { field, reason },
         other => BackendError::Internal(other.to_string()),

@@ -100,49 +100,25 @@ impl<'e> Client<'e> {
         let spinner = spinner(&format!("{method} {path}"));
         let url = self.url(path);
         let key = self.endpoint.api_key.as_str();
-        let sent = match (method, body) {
-            ("GET", _) => self.agent.get(&url).header("X-API-Key", key).call(),
-            ("POST", b) => self
-                .agent
-                .post(&url)
+        let with_body = match method {
+            "GET" => None,
+            "POST" => Some(self.agent.post(&url)),
+            "PUT" => Some(self.agent.put(&url)),
+            other => bail!("unsupported method {other}"),
+        };
+        let sent = match with_body {
+            None => self.agent.get(&url).header("X-API-Key", key).call(),
+            Some(request) => request
                 .header("X-API-Key", key)
                 .header("Content-Type", "application/json")
-                .send(b.map(Value::to_string).unwrap_or_default()),
-            ("PUT", b) => self
-                .agent
-                .put(&url)
-                .header("X-API-Key", key)
-                .header("Content-Type", "application/json")
-                .send(b.map(Value::to_string).unwrap_or_default()),
-            (other, _) => bail!("unsupported method {other}"),
+                .send(body.map(Value::to_string).unwrap_or_default()),
         };
         spinner.finish_and_clear();
-        let mut response = sent.map_err(|e| self.unreachable(e))?;
-        let status = response.status().as_u16();
-        let text = response
-            .body_mut()
-            .read_to_string()
-            .context("cannot read the server's answer")?;
-        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if (200..300).contains(&status) {
-            return Ok(value);
+        let response = sent.map_err(|e| self.unreachable(e))?;
+        if response.status().is_success() {
+            return body_json(response);
         }
-        let message = value["error"]["message"].as_str().unwrap_or("").to_owned();
-        Err(match status {
-            401 => anyhow!(
-                "the API key was refused ({message}): set RUSTDB_API_KEY or --api-key to a key \
-                 listed in the server's RUSTDB_API_KEYS"
-            ),
-            403 => anyhow!("{message}"),
-            _ => {
-                let field = value["error"]["field"]
-                    .as_str()
-                    .filter(|f| !f.is_empty())
-                    .map(|f| format!(" (field {f})"))
-                    .unwrap_or_default();
-                anyhow!("the server answered {status}: {message}{field}")
-            }
-        })
+        Err(refusal(response))
     }
 
     fn unreachable(&self, e: ureq::Error) -> anyhow::Error {
@@ -158,6 +134,40 @@ impl<'e> Client<'e> {
             "{}",
             serde_json::to_string_pretty(value).expect("JSON prints")
         );
+    }
+}
+
+/// The body of an answer as JSON (a string when it is not JSON).
+fn body_json(mut response: ureq::http::Response<ureq::Body>) -> anyhow::Result<Value> {
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .context("cannot read the server's answer")?;
+    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// What a non-2xx answer means, and what to do about it.
+fn refusal(response: ureq::http::Response<ureq::Body>) -> anyhow::Error {
+    let status = response.status().as_u16();
+    let value = match body_json(response) {
+        Ok(value) => value,
+        Err(e) => return e,
+    };
+    let message = value["error"]["message"].as_str().unwrap_or("").to_owned();
+    match status {
+        401 => anyhow!(
+            "the API key was refused ({message}): set RUSTDB_API_KEY or --api-key to a key \
+                 listed in the server's RUSTDB_API_KEYS"
+        ),
+        403 => anyhow!("{message}"),
+        _ => {
+            let field = value["error"]["field"]
+                .as_str()
+                .filter(|f| !f.is_empty())
+                .map(|f| format!(" (field {f})"))
+                .unwrap_or_default();
+            anyhow!("the server answered {status}: {message}{field}")
+        }
     }
 }
 
@@ -300,7 +310,7 @@ fn list_all(client: &Client, prefix: Option<&str>) -> anyhow::Result<Vec<Value>>
 }
 
 fn ls(client: &Client, path: Option<&str>) -> anyhow::Result<()> {
-    let prefix = path.map(namespace_path).transpose()?;
+    let prefix = path.map(namespace_path);
     let objects = list_all(client, prefix.as_deref())?;
     if client.endpoint.json {
         client.print(&Value::Array(objects));
@@ -381,14 +391,13 @@ fn print_changes(report: &Value) {
     println!("{t}");
 }
 
-/// A path inside the tenant's namespace from what the user typed: `/docs/a.txt` as it is, a path
-/// that exists on disk inside the mount (`./mnt/docs/a.txt`) by its `user.rustdb.id`... which
-/// [`resolve`] handles; here only namespace paths are accepted.
-fn namespace_path(p: &str) -> anyhow::Result<String> {
+/// A path of the tenant's namespace from what the user typed: `/docs/a.txt` as it is,
+/// `docs/a.txt` with the leading `/` added. (Files inside a mount are found by [`resolve`].)
+fn namespace_path(p: &str) -> String {
     if p.starts_with('/') {
-        Ok(p.to_owned())
+        p.to_owned()
     } else {
-        Ok(format!("/{p}"))
+        format!("/{p}")
     }
 }
 
@@ -410,7 +419,7 @@ fn resolve(client: &Client, target: &str) -> anyhow::Result<u64> {
             );
         }
     }
-    let path = namespace_path(target)?;
+    let path = namespace_path(target);
     let listed = client.call(
         "GET",
         &format!("/objects?path={}", query_escape(&path)),
@@ -567,7 +576,7 @@ fn events(
         query.push_str(&format!("&kind={}", query_escape(k)));
     }
     if let Some(p) = &path {
-        query.push_str(&format!("&path={}", query_escape(&namespace_path(p)?)));
+        query.push_str(&format!("&path={}", query_escape(&namespace_path(p))));
     }
     let mut last = after;
     let mut out = std::io::stdout().lock();
@@ -582,11 +591,8 @@ fn events(
             request = request.header("Last-Event-ID", l.as_str());
         }
         let response = request.call().map_err(|e| client.unreachable(e))?;
-        let status = response.status().as_u16();
-        if status != 200 {
-            // Let the JSON error path say what went wrong.
-            client.call("GET", &query, None)?;
-            bail!("the server answered {status}");
+        if !response.status().is_success() {
+            return Err(refusal(response));
         }
         let reader = BufReader::new(response.into_body().into_reader());
         let mut data = String::new();

@@ -50,7 +50,7 @@ fn exchange(
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")
     {
-        body = dechunk(&body);
+        body = common::dechunk(&body);
     }
     let status = head
         .split(' ')
@@ -58,21 +58,6 @@ fn exchange(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, head, body)
-}
-
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&raw[..eol]).unwrap_or("0");
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        let start = eol + 2;
-        if n == 0 || raw.len() < start + n {
-            break;
-        }
-        out.extend_from_slice(&raw[start..start + n]);
-        raw = &raw[(start + n + 2).min(raw.len())..];
-    }
-    out
 }
 
 fn upload(inst: &Instance, path: &str, data: &[u8]) -> Value {

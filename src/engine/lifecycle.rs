@@ -70,6 +70,7 @@ fn plan(kind: Kind, from: u8, target: u8) -> Plan {
 
 /// What decided a stage change: the target, the forced-tick progress, and the policy (with its
 /// version) that asked for it.
+#[derive(Clone, Copy)]
 struct Decision<'p> {
     target: u8,
     progress: f64,
@@ -345,25 +346,20 @@ impl Engine {
                 }
             )
         };
+        let decision = Decision {
+            target,
+            progress,
+            policy: &policy,
+            version,
+        };
         if keep_bytes {
             let note = match (&candidate, skipped) {
                 (_, Some(why)) => format!("{why}; bytes kept"),
                 (Some(c), None) => format!("{}: output not smaller; bytes kept", c.note),
                 (None, None) => "no transform at this stage; bytes kept".to_string(),
             };
-            let committed = self.commit_stage(
-                &object,
-                Decision {
-                    target,
-                    progress,
-                    policy: &policy,
-                    version,
-                },
-                None,
-                false,
-                &reason_for(&note),
-                now,
-            )?;
+            let committed =
+                self.commit_stage(&object, decision, None, false, &reason_for(&note), now)?;
             return Ok(if committed {
                 Step::Changed(change)
             } else {
@@ -376,19 +372,8 @@ impl Engine {
         self.store.publish(&c.tmp, &dest)?;
         std::mem::forget(guard);
         let reason = reason_for(&c.note);
-        let committed = self.commit_stage(
-            &object,
-            Decision {
-                target,
-                progress,
-                policy: &policy,
-                version,
-            },
-            Some(&c),
-            kept_original,
-            &reason,
-            now,
-        )?;
+        let committed =
+            self.commit_stage(&object, decision, Some(&c), kept_original, &reason, now)?;
         if !committed {
             self.store.remove(&dest);
             return Ok(Step::Unchanged);
@@ -749,13 +734,7 @@ impl Engine {
     pub fn restore(&self, id: u64) -> Result<ObjectRow> {
         let _no_tick_meanwhile = self.tick_lock.lock();
         let now = self.clock.now();
-        let o = self
-            .catalog
-            .lock()
-            .read()
-            .object(id)?
-            .filter(|o| o.deleted_at.is_none())
-            .ok_or(EngineError::NotFound(id))?;
+        let o = self.live_object(id)?.ok_or(EngineError::NotFound(id))?;
         let kept = o.original_gen.is_some();
         let (source, encoding) = match decay::restore_source(o.stage, o.lossless, kept, o.restore_until, now) {
             decay::RestoreSource::Current => return Ok(o),

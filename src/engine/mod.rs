@@ -285,6 +285,16 @@ impl Engine {
         }
     }
 
+    /// The object `id` unless it is missing or a tombstone.
+    fn live_object(&self, id: u64) -> Result<Option<ObjectRow>> {
+        Ok(self
+            .catalog
+            .lock()
+            .read()
+            .object(id)?
+            .filter(|o| o.deleted_at.is_none()))
+    }
+
     /// Open writers, counting a pending finalize of written data as one.
     fn writers(&self, id: u64) -> u32 {
         self.opens

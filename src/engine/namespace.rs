@@ -112,7 +112,7 @@ impl Engine {
         Ok(NodeView { node, object, live })
     }
 
-    fn node(&self, ino: u64) -> Result<NodeRow> {
+    pub(super) fn node(&self, ino: u64) -> Result<NodeRow> {
         self.catalog
             .lock()
             .read()
@@ -379,13 +379,7 @@ impl Engine {
         truncate: bool,
         opener: Option<&str>,
     ) -> Result<OpenedArtifact> {
-        let object = self
-            .catalog
-            .lock()
-            .read()
-            .object(ino)?
-            .filter(|o| o.deleted_at.is_none())
-            .ok_or(EngineError::NoEntry)?;
+        let object = self.live_object(ino)?.ok_or(EngineError::NoEntry)?;
         if generation.is_some_and(|g| g & 0xffff != object.generation & 0xffff) {
             return Err(EngineError::Stale);
         }

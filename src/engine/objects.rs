@@ -51,7 +51,7 @@ impl Engine {
     /// The directory `names` below the tenant root, created (0755) where missing.
     fn ensure_dirs(&self, tenant: &str, names: &[&str]) -> Result<NodeRow> {
         let root = self.tenant_root(tenant)?;
-        let mut dir = self.node_row(root)?;
+        let mut dir = self.node(root)?;
         for (depth, name) in names.iter().enumerate() {
             let existing = self
                 .catalog
@@ -83,14 +83,6 @@ impl Engine {
             };
         }
         Ok(dir)
-    }
-
-    fn node_row(&self, ino: u64) -> Result<NodeRow> {
-        self.catalog
-            .lock()
-            .read()
-            .node(ino)?
-            .ok_or(EngineError::NoEntry)
     }
 
     /// Turns a finished upload into a stage-0 object at `import.path`. An existing entry at that
@@ -170,7 +162,7 @@ impl Engine {
         self.owned(tenant, id)?;
         let names = components(new_path)?;
         let (name, parents) = names.split_last().expect("components are never empty");
-        let node = self.node_row(id)?;
+        let node = self.node(id)?;
         let dir = self.ensure_dirs(tenant, parents)?;
         match self.rename(node.parent, &node.name, dir.ino, name.as_bytes(), true) {
             Err(EngineError::Exists) => {
@@ -186,14 +178,11 @@ impl Engine {
     }
 
     /// Removes a live object of `tenant` from the namespace; its row stays as a tombstone. An
-    /// object under legal hold is a conflict.
+    /// object under legal hold is `NotPermitted`.
     pub fn delete_object(&self, tenant: &str, id: u64) -> Result<()> {
         self.owned(tenant, id)?;
-        let node = self.node_row(id)?;
-        match self.remove_node(&node, "deleted through the API") {
-            Err(EngineError::NotPermitted(why)) => return Err(EngineError::Conflict(why)),
-            other => other?,
-        }
+        let node = self.node(id)?;
+        self.remove_node(&node, "deleted through the API")?;
         self.notify(node.parent, &node.name);
         Ok(())
     }

@@ -252,11 +252,8 @@ impl Engine {
 
     /// Checks that `id` is a live object of `tenant`.
     pub fn owned(&self, tenant: &str, id: u64) -> Result<ObjectRow> {
-        self.catalog
-            .lock()
-            .read()
-            .object(id)?
-            .filter(|o| o.tenant == tenant && o.deleted_at.is_none())
+        self.live_object(id)?
+            .filter(|o| o.tenant == tenant)
             .ok_or(EngineError::NotFound(id))
     }
 

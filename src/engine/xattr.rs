@@ -35,13 +35,7 @@ impl Engine {
         let name_str = std::str::from_utf8(name).map_err(|_| EngineError::NoAttr)?;
         if let Some(key) = name_str.strip_prefix(PREFIX) {
             self.flush_heat()?;
-            let o = self
-                .catalog
-                .lock()
-                .read()
-                .object(ino)?
-                .filter(|o| o.deleted_at.is_none())
-                .ok_or(EngineError::NoAttr)?;
+            let o = self.live_object(ino)?.ok_or(EngineError::NoAttr)?;
             let now = self.clock.now();
             let heat = decay::heat_at(
                 o.heat,

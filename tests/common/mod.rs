@@ -261,7 +261,7 @@ pub fn request(
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked");
     let payload = if chunked {
-        dechunk(rest)
+        String::from_utf8_lossy(&dechunk(rest.as_bytes())).into_owned()
     } else {
         rest.to_string()
     };
@@ -271,15 +271,18 @@ pub fn request(
     ))
 }
 
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
+/// The payload of a `Transfer-Encoding: chunked` body.
+pub fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&raw[..eol]).unwrap_or("0");
         let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
+        let start = eol + 2;
+        if n == 0 || raw.len() < start + n {
             break;
         }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
+        out.extend_from_slice(&raw[start..start + n]);
+        raw = &raw[(start + n + 2).min(raw.len())..];
     }
     out
 }
