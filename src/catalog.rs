@@ -22,6 +22,10 @@ pub enum NodeType {
     File = 1,
     Dir = 2,
     Symlink = 3,
+    Fifo = 4,
+    Socket = 5,
+    CharDevice = 6,
+    BlockDevice = 7,
 }
 
 impl NodeType {
@@ -29,12 +33,18 @@ impl NodeType {
         match v {
             2 => NodeType::Dir,
             3 => NodeType::Symlink,
+            4 => NodeType::Fifo,
+            5 => NodeType::Socket,
+            6 => NodeType::CharDevice,
+            7 => NodeType::BlockDevice,
             _ => NodeType::File,
         }
     }
 }
 
-/// A namespace entry: directory, file or symlink.
+/// A namespace entry: directory, file, symlink or special file. `parent` and `name` are the
+/// node's first name; further names of a hard-linked node are rows of `links`. A row read through
+/// a lookup or a listing carries the name it was found under.
 #[derive(Debug, Clone)]
 pub struct NodeRow {
     pub ino: u64,
@@ -50,6 +60,8 @@ pub struct NodeRow {
     pub ctime_ns: i64,
     pub crtime_ns: i64,
     pub target: Option<Vec<u8>>,
+    /// Device number of a character or block device node.
+    pub rdev: u64,
 }
 
 /// How an artifact file is stored.
@@ -88,6 +100,15 @@ pub struct ObjectRow {
     pub original_size: u64,
     /// SHA-256 of the original content.
     pub sha256: String,
+    /// SHA-256 of the artifact file as stored (None in rows from before schema 3, until fsck
+    /// records it).
+    pub artifact_sha256: Option<String>,
+    /// SHA-256 of the kept original's file as stored.
+    pub original_sha256: Option<String>,
+    /// A writer had the file open and its bytes are not yet recorded: set before the first write
+    /// is allowed, cleared when the last writer's close records the content. Startup records the
+    /// content of every object still marked (the process died while it was written).
+    pub writing: bool,
     /// Whether the artifact decodes to the original bytes.
     pub lossless: bool,
     pub heat: f64,
@@ -306,8 +327,17 @@ CREATE TABLE IF NOT EXISTS nodes (
     ctime_ns INTEGER NOT NULL,
     crtime_ns INTEGER NOT NULL,
     target BLOB,
+    rdev INTEGER NOT NULL DEFAULT 0,
     UNIQUE (tenant, parent, name)
 );
+CREATE INDEX IF NOT EXISTS nodes_parent ON nodes (parent, name);
+CREATE TABLE IF NOT EXISTS links (
+    parent INTEGER NOT NULL,
+    name BLOB NOT NULL,
+    ino INTEGER NOT NULL,
+    PRIMARY KEY (parent, name)
+);
+CREATE INDEX IF NOT EXISTS links_ino ON links (ino);
 CREATE TABLE IF NOT EXISTS objects (
     id INTEGER PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -339,7 +369,10 @@ CREATE TABLE IF NOT EXISTS objects (
     fail_count INTEGER NOT NULL,
     deleted_at INTEGER,
     deleted_path TEXT,
-    purge_reason TEXT
+    purge_reason TEXT,
+    artifact_sha256 TEXT,
+    original_sha256 TEXT,
+    writing INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS objects_due ON objects (next_decay_at) WHERE next_decay_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS objects_restore ON objects (restore_until) WHERE restore_until IS NOT NULL;
@@ -386,7 +419,7 @@ CREATE TABLE IF NOT EXISTS xattrs (
 ";
 
 /// The schema version this code writes (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1 catalogs have a history without owner, event, path, kind and policy version:
 /// add the columns and fill them from the objects and the reasons written then.
@@ -411,6 +444,18 @@ UPDATE history SET
         ELSE 'decayed' END;
 ";
 
+/// Version 2 catalogs have no special files, hard links, per-generation hashes or write markers.
+/// A plain stage-0 artifact is the original, so its hash is known; other hashes stay unknown
+/// until `rustdb fsck --repair` records them.
+const MIGRATE_2_TO_3: &str = "
+ALTER TABLE nodes ADD COLUMN rdev INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE objects ADD COLUMN artifact_sha256 TEXT;
+ALTER TABLE objects ADD COLUMN original_sha256 TEXT;
+ALTER TABLE objects ADD COLUMN writing INTEGER NOT NULL DEFAULT 0;
+UPDATE objects SET artifact_sha256 = sha256 WHERE encoding = 0 AND lossless = 1;
+UPDATE objects SET original_sha256 = sha256 WHERE original_gen IS NOT NULL AND original_encoding = 0;
+";
+
 /// Indexes on the columns version 2 added (after the migration, so old catalogs get them too).
 const INDEXES_2: &str = "
 CREATE INDEX IF NOT EXISTS history_tenant ON history (tenant, seq);
@@ -429,10 +474,11 @@ const OBJECT_COLUMNS: &str =
     "id, tenant, stage, kind, format, generation, encoding, size, stored_size,
     original_size, sha256, lossless, heat, heat_at, last_access_at, created_at, stage_since,
     next_decay_at, progress, pinned, hold, keep_original, speed, original_gen, original_encoding,
-    original_stored_size, restore_until, fail_count, deleted_at, deleted_path, purge_reason";
+    original_stored_size, restore_until, fail_count, deleted_at, deleted_path, purge_reason,
+    artifact_sha256, original_sha256, writing";
 
 const NODE_COLUMNS: &str =
-    "ino, tenant, parent, name, type, mode, uid, gid, atime_ns, mtime_ns, ctime_ns, crtime_ns, target";
+    "ino, tenant, parent, name, type, mode, uid, gid, atime_ns, mtime_ns, ctime_ns, crtime_ns, target, rdev";
 
 fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
     Ok(ObjectRow {
@@ -467,6 +513,9 @@ fn object_from_row(r: &Row<'_>) -> rusqlite::Result<ObjectRow> {
         deleted_at: r.get(28)?,
         deleted_path: r.get(29)?,
         purge_reason: r.get(30)?,
+        artifact_sha256: r.get(31)?,
+        original_sha256: r.get(32)?,
+        writing: r.get(33)?,
     })
 }
 
@@ -512,6 +561,7 @@ fn node_from_row(r: &Row<'_>) -> rusqlite::Result<NodeRow> {
         ctime_ns: r.get(10)?,
         crtime_ns: r.get(11)?,
         target: r.get(12)?,
+        rdev: r.get::<_, i64>(13)? as u64,
     })
 }
 
@@ -558,6 +608,9 @@ impl Catalog {
         let migrated = (|| {
             if had_history && version < 2 {
                 conn.execute_batch(MIGRATE_1_TO_2)?;
+            }
+            if had_history && version < 3 {
+                conn.execute_batch(MIGRATE_2_TO_3)?;
             }
             conn.execute_batch(SCHEMA)?;
             conn.execute_batch(INDEXES_2)?;
@@ -647,7 +700,8 @@ impl Tx<'_> {
     pub fn insert_node(&self, n: &NodeRow) -> Result<u64> {
         self.tx.execute(
             "INSERT INTO nodes (tenant, parent, name, type, mode, uid, gid, atime_ns, mtime_ns,
-                ctime_ns, crtime_ns, target) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                ctime_ns, crtime_ns, target, rdev)
+                VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 n.tenant,
                 n.parent as i64,
@@ -660,7 +714,8 @@ impl Tx<'_> {
                 n.mtime_ns,
                 n.ctime_ns,
                 n.crtime_ns,
-                n.target
+                n.target,
+                n.rdev as i64
             ],
         )?;
         Ok(self.tx.last_insert_rowid() as u64)
@@ -677,20 +732,46 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// The node named `name` in `parent`, under its first name or a hard link.
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Option<NodeRow>> {
-        Ok(self
+        let first = self
             .tx
             .query_row(
                 &format!("SELECT {NODE_COLUMNS} FROM nodes WHERE parent = ?1 AND name = ?2"),
                 params![parent as i64, name],
                 node_from_row,
             )
-            .optional()?)
+            .optional()?;
+        if first.is_some() {
+            return Ok(first);
+        }
+        let linked = self
+            .tx
+            .query_row(
+                "SELECT ino FROM links WHERE parent = ?1 AND name = ?2",
+                params![parent as i64, name],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?;
+        let Some(ino) = linked else {
+            return Ok(None);
+        };
+        Ok(self.node(ino as u64)?.map(|n| NodeRow {
+            parent,
+            name: name.to_vec(),
+            ..n
+        }))
     }
 
+    /// Every entry of a directory, by name: first names and hard links.
     pub fn children(&self, parent: u64) -> Result<Vec<NodeRow>> {
         let mut st = self.tx.prepare(&format!(
-            "SELECT {NODE_COLUMNS} FROM nodes WHERE parent = ?1 ORDER BY name"
+            "SELECT {NODE_COLUMNS} FROM nodes WHERE parent = ?1
+             UNION ALL
+             SELECT n.ino, n.tenant, l.parent, l.name, n.type, n.mode, n.uid, n.gid, n.atime_ns,
+                n.mtime_ns, n.ctime_ns, n.crtime_ns, n.target, n.rdev
+             FROM links l JOIN nodes n ON n.ino = l.ino WHERE l.parent = ?1
+             ORDER BY 4"
         ))?;
         let rows = st.query_map(params![parent as i64], node_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -700,7 +781,8 @@ impl Tx<'_> {
         Ok(self
             .tx
             .query_row(
-                "SELECT 1 FROM nodes WHERE parent = ?1 LIMIT 1",
+                "SELECT 1 FROM nodes WHERE parent = ?1
+                 UNION ALL SELECT 1 FROM links WHERE parent = ?1 LIMIT 1",
                 params![parent as i64],
                 |_| Ok(()),
             )
@@ -708,14 +790,69 @@ impl Tx<'_> {
             .is_some())
     }
 
+    /// Subdirectories of a directory (its link count is two more).
+    pub fn subdirectories(&self, parent: u64) -> Result<u64> {
+        Ok(self.tx.query_row(
+            "SELECT COUNT(*) FROM nodes WHERE parent = ?1 AND type = ?2",
+            params![parent as i64, NodeType::Dir as i64],
+            |r| r.get::<_, i64>(0),
+        )? as u64)
+    }
+
+    /// The names of a node besides its first: (parent, name), oldest first.
+    pub fn links_of(&self, ino: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut st = self
+            .tx
+            .prepare_cached("SELECT parent, name FROM links WHERE ino = ?1 ORDER BY rowid")?;
+        let rows = st.query_map(params![ino as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as u64, r.get(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn add_link(&self, ino: u64, parent: u64, name: &[u8]) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO links (parent, name, ino) VALUES (?1, ?2, ?3)",
+            params![parent as i64, name, ino as i64],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_link(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.tx.execute(
+            "DELETE FROM links WHERE parent = ?1 AND name = ?2",
+            params![parent as i64, name],
+        )?;
+        Ok(())
+    }
+
+    /// Moves the entry `(parent, name)` of node `ino`, its first name or a link, to a new name.
+    pub fn move_entry(
+        &self,
+        ino: u64,
+        (parent, name): (u64, &[u8]),
+        (new_parent, new_name): (u64, &[u8]),
+    ) -> Result<()> {
+        let moved = self.tx.execute(
+            "UPDATE nodes SET parent = ?4, name = ?5 WHERE ino = ?1 AND parent = ?2 AND name = ?3",
+            params![ino as i64, parent as i64, name, new_parent as i64, new_name],
+        )?;
+        if moved == 0 {
+            self.tx.execute(
+                "UPDATE links SET parent = ?3, name = ?4 WHERE parent = ?1 AND name = ?2",
+                params![parent as i64, name, new_parent as i64, new_name],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes a node's attributes; its names change only through `move_entry` and the links.
     pub fn update_node(&self, n: &NodeRow) -> Result<()> {
         self.tx.execute(
-            "UPDATE nodes SET parent = ?2, name = ?3, mode = ?4, uid = ?5, gid = ?6, atime_ns = ?7,
-                mtime_ns = ?8, ctime_ns = ?9 WHERE ino = ?1",
+            "UPDATE nodes SET mode = ?2, uid = ?3, gid = ?4, atime_ns = ?5,
+                mtime_ns = ?6, ctime_ns = ?7 WHERE ino = ?1",
             params![
                 n.ino as i64,
-                n.parent as i64,
-                n.name,
                 n.mode,
                 n.uid,
                 n.gid,
@@ -737,9 +874,20 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Sets a node's ctime alone (a name was added or removed).
+    pub fn set_ctime(&self, ino: u64, ctime_ns: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE nodes SET ctime_ns = ?2 WHERE ino = ?1",
+            params![ino as i64, ctime_ns],
+        )?;
+        Ok(())
+    }
+
     pub fn delete_node(&self, ino: u64) -> Result<()> {
         self.tx
             .execute("DELETE FROM nodes WHERE ino = ?1", params![ino as i64])?;
+        self.tx
+            .execute("DELETE FROM links WHERE ino = ?1", params![ino as i64])?;
         self.tx
             .execute("DELETE FROM xattrs WHERE ino = ?1", params![ino as i64])?;
         Ok(())
@@ -772,7 +920,7 @@ impl Tx<'_> {
             &format!(
                 "{verb} objects ({OBJECT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,
                  ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26,
-                 ?27, ?28, ?29, ?30, ?31)"
+                 ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34)"
             ),
             params![
                 o.id as i64,
@@ -805,7 +953,10 @@ impl Tx<'_> {
                 o.fail_count as i64,
                 o.deleted_at,
                 o.deleted_path,
-                o.purge_reason
+                o.purge_reason,
+                o.artifact_sha256,
+                o.original_sha256,
+                o.writing
             ],
         )?;
         Ok(())
@@ -1162,11 +1313,16 @@ mod tests {
         let path = dir.path().join("old.db");
         {
             let conn = Connection::open(&path).unwrap();
+            // Version 1 had neither the history columns of version 2 nor the additions of 3.
             let v1_schema = SCHEMA
                 .split("CREATE TABLE IF NOT EXISTS history")
                 .next()
                 .unwrap()
-                .to_owned()
+                .replace("    rdev INTEGER NOT NULL DEFAULT 0,\n", "")
+                .replace(
+                    ",\n    artifact_sha256 TEXT,\n    original_sha256 TEXT,\n    writing INTEGER NOT NULL DEFAULT 0",
+                    "",
+                )
                 + "CREATE TABLE history (seq INTEGER PRIMARY KEY AUTOINCREMENT, object INTEGER NOT NULL,
                     at INTEGER NOT NULL, from_stage INTEGER NOT NULL, to_stage INTEGER NOT NULL,
                     reason TEXT NOT NULL, bytes_before INTEGER NOT NULL, bytes_after INTEGER NOT NULL);";
@@ -1177,6 +1333,8 @@ mod tests {
                     created_at, stage_since, progress, pinned, hold, speed, original_encoding,
                     original_stored_size, fail_count)
                  VALUES (7, 'acme', 1, 'text', 'text/plain', 2, 0, 10, 10, 100, 'x', 0, 1.0, 0, 0,
+                    0, 0, 0.0, 0, 0, 1.0, 0, 0, 0),
+                    (8, 'acme', 0, 'text', 'text/plain', 1, 0, 10, 10, 10, 'y', 1, 1.0, 0, 0,
                     0, 0, 0.0, 0, 0, 1.0, 0, 0, 0);
                  INSERT INTO history (object, at, from_stage, to_stage, reason, bytes_before, bytes_after)
                  VALUES (7, 1, 0, 0, 'created', 0, 0), (7, 2, 0, 1, 'age since last access (x)', 100, 10),
@@ -1206,6 +1364,12 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
+        // A lossy stage-1 artifact's hash is not known until fsck records it.
+        let o = cat.read().object(7).unwrap().unwrap();
+        assert_eq!((o.artifact_sha256, o.writing), (None, false));
+        // A plain stage-0 artifact is the original: its hash is the original's.
+        let o = cat.read().object(8).unwrap().unwrap();
+        assert_eq!(o.artifact_sha256.as_deref(), Some("y"));
         drop(cat);
         // Opening again is a no-op.
         Catalog::open(&path).unwrap();

@@ -64,9 +64,13 @@ fn attr(v: &NodeView) -> Attr {
         NodeType::File => NodeKind::File,
         NodeType::Dir => NodeKind::Dir,
         NodeType::Symlink => NodeKind::Symlink,
+        NodeType::Fifo => NodeKind::Fifo,
+        NodeType::Socket => NodeKind::Socket,
+        NodeType::CharDevice => NodeKind::CharDevice,
+        NodeType::BlockDevice => NodeKind::BlockDevice,
     };
     let stored = match (&v.live, &v.object) {
-        (Some((size, _)), _) => *size,
+        (Some(live), _) => live.size,
         (None, Some(o)) => o.stored_size,
         _ => v.size(),
     };
@@ -78,12 +82,13 @@ fn attr(v: &NodeView) -> Attr {
         blocks: stored.div_ceil(512),
         atime: time(v.node.atime_ns),
         mtime: time(v.mtime_ns()),
-        ctime: time(v.node.ctime_ns),
+        ctime: time(v.ctime_ns()),
         crtime: time(v.node.crtime_ns),
         perm: (v.node.mode & 0o7777) as u16,
-        nlink: if kind == NodeKind::Dir { 2 } else { 1 },
+        nlink: v.nlink,
         uid: v.node.uid,
         gid: v.node.gid,
+        rdev: v.node.rdev as u32,
     }
 }
 
@@ -194,6 +199,46 @@ impl Backend for MountBackend {
 
     fn readlink(&self, ino: Ino) -> Result<Vec<u8>, FsError> {
         self.engine.readlink(ino).map_err(fs_error)
+    }
+
+    fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        kind: NodeKind,
+        mode: u32,
+        rdev: u32,
+        who: &Accessor,
+    ) -> Result<Attr, FsError> {
+        let node_type = match kind {
+            NodeKind::File => NodeType::File,
+            NodeKind::Fifo => NodeType::Fifo,
+            NodeKind::Socket => NodeType::Socket,
+            NodeKind::CharDevice => NodeType::CharDevice,
+            NodeKind::BlockDevice => NodeType::BlockDevice,
+            NodeKind::Dir | NodeKind::Symlink => {
+                return Err(FsError::Invalid("mknod file type".into()))
+            }
+        };
+        self.engine
+            .mknod(
+                parent,
+                name.as_bytes(),
+                node_type,
+                mode,
+                u64::from(rdev),
+                who.uid,
+                who.gid,
+            )
+            .map(|v| attr(&v))
+            .map_err(fs_error)
+    }
+
+    fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> Result<Attr, FsError> {
+        self.engine
+            .link(ino, new_parent, new_name.as_bytes())
+            .map(|v| attr(&v))
+            .map_err(fs_error)
     }
 
     fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError> {

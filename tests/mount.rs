@@ -662,3 +662,83 @@ fn mount_shadow_mode_reports_and_changes_nothing() {
         Some("0")
     );
 }
+
+/// Hard links name one file: same inode and bytes, link counts as on ext4; the file (and its
+/// object) lives until its last name goes, and the API path follows the remaining name.
+#[test]
+fn mount_hard_links_share_one_file_until_the_last_name_goes() {
+    require_mount!();
+    use std::os::unix::fs::MetadataExt;
+    let mut inst = Instance::start(&[]);
+    let m = inst.mount.clone();
+    std::fs::create_dir(m.join("d")).unwrap();
+    std::fs::write(m.join("a.txt"), "first").unwrap();
+    std::fs::hard_link(m.join("a.txt"), m.join("d/b.txt")).unwrap();
+    let (a, b) = (
+        std::fs::metadata(m.join("a.txt")).unwrap(),
+        std::fs::metadata(m.join("d/b.txt")).unwrap(),
+    );
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+    assert_eq!(
+        std::fs::hard_link(m.join("d"), m.join("d2"))
+            .unwrap_err()
+            .raw_os_error(),
+        Some(libc::EPERM),
+        "directories cannot be hard-linked"
+    );
+    // Directory link counts: 2 plus subdirectories.
+    assert_eq!(std::fs::metadata(&m).unwrap().nlink(), 3);
+    // A write through one name shows through the other.
+    std::fs::write(m.join("d/b.txt"), "second").unwrap();
+    assert_eq!(std::fs::read_to_string(m.join("a.txt")).unwrap(), "second");
+    // Renaming one name onto the other does nothing (POSIX).
+    std::fs::rename(m.join("a.txt"), m.join("d/b.txt")).unwrap();
+    assert!(m.join("a.txt").exists() && m.join("d/b.txt").exists());
+    // The first name goes: the file lives on under the other, and the API follows it.
+    std::fs::remove_file(m.join("a.txt")).unwrap();
+    assert_eq!(std::fs::metadata(m.join("d/b.txt")).unwrap().nlink(), 1);
+    assert_eq!(
+        std::fs::read_to_string(m.join("d/b.txt")).unwrap(),
+        "second"
+    );
+    let obj = inst.object("d/b.txt").expect("object follows the link");
+    assert_eq!(obj["deleted"], false, "{obj}");
+    // The last name goes: the object becomes a tombstone.
+    std::fs::remove_file(m.join("d/b.txt")).unwrap();
+    assert_eq!(inst.object("d/b.txt").unwrap()["deleted"], true);
+    inst.stop();
+}
+
+/// FIFOs, sockets and device nodes exist as names with their type and device number; the mount
+/// is `nodev`, so device nodes cannot be opened through it.
+#[test]
+fn mount_special_files_keep_their_type() {
+    require_mount!();
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut inst = Instance::start(&[]);
+    let m = inst.mount.clone();
+    let mknod = |name: &str, mode: libc::mode_t, dev: libc::dev_t| {
+        let path = std::ffi::CString::new(m.join(name).to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string and plain integers.
+        assert_eq!(
+            unsafe { libc::mknod(path.as_ptr(), mode, dev) },
+            0,
+            "{name}"
+        );
+    };
+    mknod("fifo", libc::S_IFIFO | 0o644, 0);
+    mknod("chr", libc::S_IFCHR | 0o600, libc::makedev(1, 3));
+    mknod("plain", libc::S_IFREG | 0o640, 0);
+    let meta = |n: &str| std::fs::symlink_metadata(m.join(n)).unwrap();
+    assert!(meta("fifo").file_type().is_fifo());
+    assert!(meta("chr").file_type().is_char_device());
+    assert_eq!(meta("chr").rdev(), libc::makedev(1, 3));
+    assert!(meta("plain").file_type().is_file());
+    assert_eq!(meta("plain").mode() & 0o777, 0o640);
+    // A FIFO made here carries data between two processes, as anywhere.
+    let fifo = m.join("fifo");
+    let writer = std::thread::spawn(move || std::fs::write(fifo, b"through the pipe").unwrap());
+    assert_eq!(std::fs::read(m.join("fifo")).unwrap(), b"through the pipe");
+    writer.join().unwrap();
+    inst.stop();
+}

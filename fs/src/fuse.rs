@@ -57,6 +57,9 @@ pub struct RustFs<B: Backend> {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     backings: Mutex<HashMap<u64, Backing>>,
     next_fh: AtomicU64,
+    /// Attributes of files whose last name went while handles were open on them: `fstat` on
+    /// those handles still answers (with no links), as on any file system.
+    unlinked: Mutex<HashMap<u64, Attr>>,
     passthrough_wanted: bool,
     passthrough: AtomicBool,
 }
@@ -69,6 +72,7 @@ impl<B: Backend> RustFs<B> {
             ids,
             handles: Mutex::new(HashMap::new()),
             backings: Mutex::new(HashMap::new()),
+            unlinked: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             passthrough_wanted,
             passthrough: AtomicBool::new(false),
@@ -98,7 +102,7 @@ impl<B: Backend> RustFs<B> {
             nlink: attr.nlink,
             uid: attr.uid,
             gid: attr.gid,
-            rdev: 0,
+            rdev: attr.rdev,
             blksize: 4096,
             flags: 0,
         }
@@ -182,8 +186,41 @@ impl<B: Backend> RustFs<B> {
         entry.id.clone()
     }
 
+    /// Before the name `name` in `parent` goes: remembers the attributes of an open file that
+    /// has no other name.
+    fn keep_if_open(&self, parent: u64, name: &OsStr) {
+        if self.handles.lock().is_empty() {
+            return;
+        }
+        let Ok(mut attr) = self.backend.lookup(parent, name) else {
+            return;
+        };
+        let open = self.handles.lock().values().any(|h| h.ino == attr.ino);
+        if open && attr.kind == NodeKind::File && attr.nlink <= 1 {
+            attr.nlink = 0;
+            self.unlinked.lock().insert(attr.ino, attr);
+        }
+    }
+
+    /// Attributes of an unlinked file through one of its open handles.
+    fn unlinked_attr(&self, node: u64) -> Option<FileAttr> {
+        let mut attr = self.unlinked.lock().get(&self.ids.decode(node).0)?.clone();
+        if let Some(size) = self.open_size(node) {
+            attr.size = size;
+            attr.blocks = size.div_ceil(512);
+        }
+        Some(self.file_attr(&attr))
+    }
+
     fn forget_handle(&self, fh: u64) -> Option<Arc<Handle>> {
-        let handle = self.handles.lock().remove(&fh)?;
+        let handle = {
+            let mut handles = self.handles.lock();
+            let handle = handles.remove(&fh)?;
+            if !handles.values().any(|h| h.ino == handle.ino) {
+                self.unlinked.lock().remove(&handle.ino);
+            }
+            handle
+        };
         if handle.passthrough {
             let mut backings = self.backings.lock();
             if let Some(b) = backings.get_mut(&handle.node) {
@@ -319,6 +356,22 @@ fn file_type(kind: NodeKind) -> FileType {
         NodeKind::File => FileType::RegularFile,
         NodeKind::Dir => FileType::Directory,
         NodeKind::Symlink => FileType::Symlink,
+        NodeKind::Fifo => FileType::NamedPipe,
+        NodeKind::Socket => FileType::Socket,
+        NodeKind::CharDevice => FileType::CharDevice,
+        NodeKind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+/// The node kind of a `mknod` mode (its `S_IFMT` bits); None for kinds mknod does not make.
+fn mknod_kind(mode: u32) -> Option<NodeKind> {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG | 0 => Some(NodeKind::File),
+        libc::S_IFIFO => Some(NodeKind::Fifo),
+        libc::S_IFSOCK => Some(NodeKind::Socket),
+        libc::S_IFCHR => Some(NodeKind::CharDevice),
+        libc::S_IFBLK => Some(NodeKind::BlockDevice),
+        _ => None,
     }
 }
 
@@ -396,6 +449,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.backend.getattr(self.ino(ino)) {
             Ok(attr) => reply.attr(&TTL, &self.node_attr(ino.0, attr)),
+            Err(FsError::NotFound) => match self.unlinked_attr(ino.0) {
+                Some(attr) => reply.attr(&Duration::ZERO, &attr),
+                None => reply.error(FsError::NotFound.errno()),
+            },
             Err(e) => reply.error(e.errno()),
         }
     }
@@ -462,7 +519,49 @@ impl<B: Backend> Filesystem for RustFs<B> {
         }
     }
 
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let Some(kind) = mknod_kind(mode) else {
+            reply.error(FsError::Invalid("mknod file type".into()).errno());
+            return;
+        };
+        let perm = mode & !umask & 0o7777;
+        match self
+            .backend
+            .mknod(self.ino(parent), name, kind, perm, rdev, &accessor(req))
+        {
+            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        match self
+            .backend
+            .link(self.ino(ino), self.ino(newparent), newname)
+        {
+            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.keep_if_open(self.ino(parent), name);
         match self.backend.unlink(self.ino(parent), name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e.errno()),
@@ -509,6 +608,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
             return;
         }
         let noreplace = bits & libc::RENAME_NOREPLACE != 0;
+        self.keep_if_open(self.ino(newparent), newname);
         match self.backend.rename(
             self.ino(parent),
             name,
@@ -609,6 +709,45 @@ impl<B: Backend> Filesystem for RustFs<B> {
         match f.write_all_at(data, offset) {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(FsError::Io(e).errno()),
+        }
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let Some(h) = self.handle(fh) else {
+            reply.error(FsError::BadHandle.errno());
+            return;
+        };
+        let (HandleData::File(f), true) = (&h.data, h.writable) else {
+            reply.error(FsError::BadHandle.errno());
+            return;
+        };
+        if !h.registered.swap(true, Ordering::AcqRel) {
+            self.backend.resume_writer(h.ino);
+        }
+        h.wrote.store(true, Ordering::Relaxed);
+        use std::os::fd::AsRawFd;
+        // SAFETY: the descriptor belongs to `f`, which the handle keeps open during the call.
+        let rc = unsafe {
+            libc::fallocate(
+                f.as_raw_fd(),
+                mode,
+                offset as libc::off_t,
+                length as libc::off_t,
+            )
+        };
+        if rc == 0 {
+            reply.ok();
+        } else {
+            reply.error(FsError::Io(std::io::Error::last_os_error()).errno());
         }
     }
 

@@ -23,6 +23,10 @@ pub enum NodeKind {
     File,
     Dir,
     Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
 }
 
 /// Attributes of one node as the backend sees them.
@@ -43,6 +47,8 @@ pub struct Attr {
     pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
+    /// Device number of a device node, else 0.
+    pub rdev: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -146,6 +152,18 @@ pub trait Backend: Send + Sync + 'static {
         who: &Accessor,
     ) -> Result<Attr, FsError>;
     fn readlink(&self, ino: Ino) -> Result<Vec<u8>, FsError>;
+    /// Makes a regular file (empty, not left open), FIFO, socket or device node.
+    fn mknod(
+        &self,
+        parent: Ino,
+        name: &OsStr,
+        kind: NodeKind,
+        mode: u32,
+        rdev: u32,
+        who: &Accessor,
+    ) -> Result<Attr, FsError>;
+    /// A further name (hard link) for `ino`.
+    fn link(&self, ino: Ino, new_parent: Ino, new_name: &OsStr) -> Result<Attr, FsError>;
     fn unlink(&self, parent: Ino, name: &OsStr) -> Result<(), FsError>;
     fn rmdir(&self, parent: Ino, name: &OsStr) -> Result<(), FsError>;
     /// `noreplace` is RENAME_NOREPLACE; other flags are refused by the adapter.

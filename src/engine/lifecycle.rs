@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::namespace::{read_head, sha256_file};
+use super::namespace::{read_head, sha256_file, LiveStat};
 use super::{decay_state, reschedule, Engine, EngineError, Result};
 use crate::catalog::{Encoding, Event, HistoryRow, ObjectRow};
 use crate::decay::{self, PURGED};
@@ -639,7 +639,7 @@ impl Engine {
 
     fn purge(&self, o: &ObjectRow, path: &str, reason: &str, version: Option<u64>) -> Result<()> {
         let now = self.clock.now();
-        let node = self.catalog.lock().read().node(o.id)?;
+        let names = self.names_of(o.id)?;
         let opens = self.opens.lock();
         if opens.get(&o.id).is_some_and(|x| x.writers > 0 || x.dirty) {
             return Ok(());
@@ -682,8 +682,8 @@ impl Engine {
             if let Some(og) = o.original_gen {
                 self.store.remove(&self.store.original(o.id, og));
             }
-            if let Some(n) = node {
-                self.notify(n.parent, &n.name);
+            for (dir, name) in names {
+                self.notify(dir, &name);
             }
         }
         Ok(())
@@ -883,18 +883,18 @@ impl Engine {
         }
         let path = self.store.artifact(id, o.generation);
         let meta = std::fs::metadata(&path)?;
-        let size = meta.len();
-        // The backing file's mtime: the last write, or a time set explicitly while writing.
-        let mtime_ns = {
-            use std::os::unix::fs::MetadataExt;
-            meta.mtime() * 1_000_000_000 + meta.mtime_nsec()
-        };
+        // The backing file's mtime is the last write, or a time set explicitly while writing;
+        // its ctime the last change: both are the file's (not the time of this close).
+        let LiveStat {
+            size,
+            mtime_ns,
+            ctime_ns,
+        } = LiveStat::of(&meta);
         let hash = sha256_file(&path)?;
         let head = read_head(&path)?;
         let name = self.path_of(id).unwrap_or_default();
         let detected = detect(name.rsplit('/').next().unwrap_or(""), &head);
         let now = self.clock.now();
-        let now_ns = self.clock.now_ns();
         let policy = self.policy(&o.tenant, detected.kind.as_str());
         let mut dropped_original = None;
         let mut cat = self.catalog.lock();
@@ -928,7 +928,8 @@ impl Engine {
                     policy_version: None,
                 },
             )?;
-            tx.touch_node(id, mtime_ns, now_ns)?;
+            let node_ctime = tx.node(id)?.map_or(0, |n| n.ctime_ns);
+            tx.touch_node(id, mtime_ns, ctime_ns.max(node_ctime))?;
             Ok::<_, EngineError>(())
         })?;
         drop(cat);
@@ -1000,9 +1001,10 @@ impl Engine {
         }
     }
 
+    /// Tells the kernel that every name of `id` now serves another artifact.
     fn notify_object(&self, id: u64) {
-        if let Ok(Some(n)) = self.catalog.lock().read().node(id) {
-            self.notify(n.parent, &n.name);
+        for (dir, name) in self.names_of(id).unwrap_or_default() {
+            self.notify(dir, &name);
         }
     }
 }

@@ -9,7 +9,7 @@ mod query;
 mod xattr;
 
 pub use lifecycle::{TickChange, TickOptions, TickReport};
-pub use namespace::{NodeView, OpenedArtifact, SetAttrs, TimeSet};
+pub use namespace::{LiveStat, NodeView, OpenedArtifact, SetAttrs, TimeSet};
 pub use objects::Import;
 pub use policies::Seed;
 pub use query::{
@@ -246,6 +246,7 @@ impl Engine {
                 ctime_ns: now,
                 crtime_ns: now,
                 target: None,
+                rdev: 0,
             })
         })?;
         Ok(root)
@@ -283,6 +284,18 @@ impl Engine {
         if let Some(l) = self.listener.read().clone() {
             l.entry_changed(parent, OsStr::from_bytes(name));
         }
+    }
+
+    /// Every name of node `id`: (directory, name), its first name first.
+    fn names_of(&self, id: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let cat = self.catalog.lock();
+        let r = cat.read();
+        let Some(first) = r.node(id)? else {
+            return Ok(Vec::new());
+        };
+        let mut names = vec![(first.parent, first.name)];
+        names.extend(r.links_of(id)?);
+        Ok(names)
     }
 
     /// The object `id` unless it is missing or a tombstone.

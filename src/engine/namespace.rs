@@ -9,7 +9,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 use super::{reschedule, Engine, EngineError, Result};
-use crate::catalog::{Encoding, Event, HistoryRow, NodeRow, NodeType, ObjectRow};
+use crate::catalog::{Encoding, Event, HistoryRow, NodeRow, NodeType, ObjectRow, Tx};
 use crate::transform::binary::ChunkedReader;
 use crate::transform::detect::detect;
 use crate::transform::Detected;
@@ -19,14 +19,17 @@ use crate::transform::Detected;
 pub struct NodeView {
     pub node: NodeRow,
     pub object: Option<ObjectRow>,
-    /// Size and mtime read from the backing file while a writer has it open.
-    pub live: Option<(u64, i64)>,
+    /// Read from the backing file while a writer has it open.
+    pub live: Option<LiveStat>,
+    /// Names of a file (hard links count), or 2 plus the subdirectories of a directory. Listings
+    /// do not count them and say 1.
+    pub nlink: u32,
 }
 
 impl NodeView {
     pub fn size(&self) -> u64 {
         match (&self.live, &self.object, &self.node.target) {
-            (Some((size, _)), _, _) => *size,
+            (Some(live), _, _) => live.size,
             (None, Some(o), _) => o.size,
             (None, None, Some(t)) => t.len() as u64,
             _ => 0,
@@ -36,7 +39,31 @@ impl NodeView {
         self.object.as_ref().map(|o| o.generation).unwrap_or(0)
     }
     pub fn mtime_ns(&self) -> i64 {
-        self.live.map(|(_, m)| m).unwrap_or(self.node.mtime_ns)
+        self.live.map(|l| l.mtime_ns).unwrap_or(self.node.mtime_ns)
+    }
+    /// Writes change the ctime too: a file being written shows its backing file's when newer.
+    pub fn ctime_ns(&self) -> i64 {
+        self.live
+            .map_or(self.node.ctime_ns, |l| l.ctime_ns.max(self.node.ctime_ns))
+    }
+}
+
+/// What a file being written looks like now: its backing file's size and times.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveStat {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl LiveStat {
+    pub(super) fn of(meta: &std::fs::Metadata) -> LiveStat {
+        use std::os::unix::fs::MetadataExt;
+        LiveStat {
+            size: meta.len(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
     }
 }
 
@@ -102,14 +129,25 @@ impl Engine {
             _ => None,
         };
         let live = match &object {
-            Some(o) if self.writers(o.id) > 0 => {
-                let meta = std::fs::metadata(self.store.artifact(o.id, o.generation))?;
-                use std::os::unix::fs::MetadataExt;
-                Some((meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec()))
-            }
+            Some(o) if self.writers(o.id) > 0 => Some(LiveStat::of(&std::fs::metadata(
+                self.store.artifact(o.id, o.generation),
+            )?)),
             _ => None,
         };
-        Ok(NodeView { node, object, live })
+        let nlink = {
+            let cat = self.catalog.lock();
+            let r = cat.read();
+            match node.node_type {
+                NodeType::Dir => 2 + r.subdirectories(node.ino)?,
+                _ => 1 + r.links_of(node.ino)?.len() as u64,
+            }
+        };
+        Ok(NodeView {
+            node,
+            object,
+            live,
+            nlink: u32::try_from(nlink).unwrap_or(u32::MAX),
+        })
     }
 
     pub(super) fn node(&self, ino: u64) -> Result<NodeRow> {
@@ -129,6 +167,9 @@ impl Engine {
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<NodeView> {
+        if name.len() > MAX_NAME {
+            return Err(EngineError::Invalid("name too long".into()));
+        }
         let node = self
             .catalog
             .lock()
@@ -157,6 +198,7 @@ impl Engine {
                     node,
                     object,
                     live: None,
+                    nlink: 1,
                 })
             })
             .collect()
@@ -184,6 +226,9 @@ impl Engine {
             stored_size: size,
             original_size: size,
             sha256: sha256.to_owned(),
+            artifact_sha256: Some(sha256.to_owned()),
+            original_sha256: None,
+            writing: false,
             lossless: true,
             heat: 1.0,
             heat_at: now,
@@ -231,6 +276,7 @@ impl Engine {
             ctime_ns: now,
             crtime_ns: now,
             target: None,
+            rdev: 0,
         }
     }
 
@@ -245,15 +291,7 @@ impl Engine {
         check_name(name)?;
         let dir = self.dir(parent)?;
         let node = self.new_node(&dir, name, NodeType::Dir, mode, uid, gid);
-        let ino = self.catalog.lock().atomically(|tx| {
-            if tx.lookup(parent, name)?.is_some() {
-                return Ok(None);
-            }
-            let ino = tx.insert_node(&node)?;
-            tx.touch_node(parent, node.ctime_ns, node.ctime_ns)?;
-            Ok::<_, EngineError>(Some(ino))
-        })?;
-        self.getattr(ino.ok_or(EngineError::Exists)?)
+        self.insert_entry(parent, &node)
     }
 
     pub fn symlink(
@@ -271,13 +309,80 @@ impl Engine {
         let dir = self.dir(parent)?;
         let mut node = self.new_node(&dir, name, NodeType::Symlink, 0o777, uid, gid);
         node.target = Some(target.to_vec());
+        self.insert_entry(parent, &node)
+    }
+
+    /// Inserts a node without an object (directory, symlink, special file) and touches its
+    /// directory; `Exists` when the name is taken.
+    fn insert_entry(&self, parent: u64, node: &NodeRow) -> Result<NodeView> {
         let ino = self.catalog.lock().atomically(|tx| {
-            if tx.lookup(parent, name)?.is_some() {
+            if tx.lookup(parent, &node.name)?.is_some() {
                 return Ok(None);
             }
-            Ok::<_, EngineError>(Some(tx.insert_node(&node)?))
+            let ino = tx.insert_node(node)?;
+            tx.touch_node(parent, node.ctime_ns, node.ctime_ns)?;
+            Ok::<_, EngineError>(Some(ino))
         })?;
         self.getattr(ino.ok_or(EngineError::Exists)?)
+    }
+
+    /// Makes a FIFO, socket or device node; a regular file is created empty and closed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &[u8],
+        node_type: NodeType,
+        mode: u32,
+        rdev: u64,
+        uid: u32,
+        gid: u32,
+    ) -> Result<NodeView> {
+        check_name(name)?;
+        match node_type {
+            NodeType::File => {
+                let (view, _file) = self.create(parent, name, mode, uid, gid)?;
+                self.release(view.node.ino, true, false);
+                self.getattr(view.node.ino)
+            }
+            NodeType::Dir | NodeType::Symlink => Err(EngineError::Invalid(
+                "mknod makes files and special files".into(),
+            )),
+            _ => {
+                let dir = self.dir(parent)?;
+                let mut node = self.new_node(&dir, name, node_type, mode, uid, gid);
+                if matches!(node_type, NodeType::CharDevice | NodeType::BlockDevice) {
+                    node.rdev = rdev;
+                }
+                self.insert_entry(parent, &node)
+            }
+        }
+    }
+
+    /// A further name for a node that is not a directory (a hard link).
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &[u8]) -> Result<NodeView> {
+        check_name(new_name)?;
+        let node = self.node(ino)?;
+        if node.node_type == NodeType::Dir {
+            return Err(EngineError::NotPermitted(
+                "directories cannot be hard-linked".into(),
+            ));
+        }
+        self.dir(new_parent)?;
+        let now = self.clock.now_ns();
+        self.catalog.lock().atomically(|tx| {
+            if tx.node(ino)?.is_none() {
+                return Err(EngineError::NoEntry);
+            }
+            if tx.lookup(new_parent, new_name)?.is_some() {
+                return Err(EngineError::Exists);
+            }
+            tx.add_link(ino, new_parent, new_name)?;
+            tx.set_ctime(ino, now)?;
+            tx.touch_node(new_parent, now, now)?;
+            Ok(())
+        })?;
+        self.getattr(ino)
     }
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
@@ -571,16 +676,16 @@ impl Engine {
     }
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
-        let node = self
-            .catalog
-            .lock()
-            .read()
-            .lookup(parent, name)?
-            .ok_or(EngineError::NoEntry)?;
-        if node.node_type == NodeType::Dir {
-            return Err(EngineError::IsDir);
-        }
-        self.remove_node(&node, "unlinked")
+        let (now, now_ns) = (self.clock.now(), self.clock.now_ns());
+        let gone = self.catalog.lock().atomically(|tx| {
+            let entry = tx.lookup(parent, name)?.ok_or(EngineError::NoEntry)?;
+            if entry.node_type == NodeType::Dir {
+                return Err(EngineError::IsDir);
+            }
+            remove_name(tx, &entry, "unlinked", now, now_ns)
+        })?;
+        self.delete_files(gone);
+        Ok(())
     }
 
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
@@ -603,50 +708,33 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes a file or symlink from the namespace; a file's object becomes a tombstone.
-    pub(super) fn remove_node(&self, node: &NodeRow, reason: &str) -> Result<()> {
-        let now = self.clock.now();
-        let now_ns = self.clock.now_ns();
-        let path = self.path_of(node.ino).unwrap_or_default();
-        let mut cat = self.catalog.lock();
-        let object = cat.read().object(node.ino)?;
-        if object.as_ref().is_some_and(|o| o.hold) {
-            return Err(EngineError::NotPermitted(
-                "the file is under legal hold; lift the hold first".into(),
-            ));
-        }
-        cat.atomically(|tx| {
-            tx.delete_node(node.ino)?;
-            tx.touch_node(node.parent, now_ns, now_ns)?;
-            if let Some(o) = &object {
-                let tombstone = o.tombstone(now, &path, reason);
-                tx.update_object(&tombstone)?;
-                tx.add_history(
-                    &tombstone,
-                    &HistoryRow {
-                        at: now,
-                        event: Event::Deleted,
-                        from_stage: o.stage,
-                        to_stage: o.stage,
-                        reason: reason.to_string(),
-                        bytes_before: o.stored_size + o.original_stored_size,
-                        bytes_after: 0,
-                        path: Some(path.clone()),
-                        policy_version: None,
-                    },
-                )?;
+    /// Removes a file from the namespace under every name it has; its object becomes a
+    /// tombstone. Returns the names it had, (directory, name).
+    pub(super) fn remove_object(&self, ino: u64, reason: &str) -> Result<Vec<(u64, Vec<u8>)>> {
+        let (now, now_ns) = (self.clock.now(), self.clock.now_ns());
+        let mut names = Vec::new();
+        let gone = self.catalog.lock().atomically(|tx| {
+            let first = tx.node(ino)?.ok_or(EngineError::NoEntry)?;
+            names.push((first.parent, first.name.clone()));
+            names.extend(tx.links_of(ino)?);
+            for (dir, _) in &names {
+                tx.touch_node(*dir, now_ns, now_ns)?;
             }
-            Ok::<_, EngineError>(())
+            delete_last_name(tx, &first, reason, now)
         })?;
-        drop(cat);
-        if let Some(o) = object {
-            // Open handles keep their file descriptors; the names go now.
+        self.delete_files(gone);
+        Ok(names)
+    }
+
+    /// Deletes the backing files of an object that just became a tombstone. Open handles keep
+    /// their file descriptors; the names go now.
+    fn delete_files(&self, tombstoned: Option<ObjectRow>) {
+        if let Some(o) = tombstoned {
             self.store.remove(&self.store.artifact(o.id, o.generation));
             if let Some(og) = o.original_gen {
                 self.store.remove(&self.store.original(o.id, og));
             }
         }
-        Ok(())
     }
 
     pub fn rename(
@@ -658,20 +746,19 @@ impl Engine {
         noreplace: bool,
     ) -> Result<()> {
         check_name(new_name)?;
-        let now = self.clock.now_ns();
-        let (node, target) = {
-            let cat = self.catalog.lock();
-            let r = cat.read();
-            let node = r.lookup(parent, name)?.ok_or(EngineError::NoEntry)?;
-            let np = r.node(new_parent)?.ok_or(EngineError::NoEntry)?;
+        let (at, now) = (self.clock.now(), self.clock.now_ns());
+        // One transaction: a crash leaves the old names or the new ones, never a half.
+        let gone = self.catalog.lock().atomically(|tx| {
+            let entry = tx.lookup(parent, name)?.ok_or(EngineError::NoEntry)?;
+            let np = tx.node(new_parent)?.ok_or(EngineError::NoEntry)?;
             if np.node_type != NodeType::Dir {
                 return Err(EngineError::NotDir);
             }
             // A directory may not move below itself.
-            if node.node_type == NodeType::Dir {
+            if entry.node_type == NodeType::Dir {
                 let mut cur = np.clone();
                 loop {
-                    if cur.ino == node.ino {
+                    if cur.ino == entry.ino {
                         return Err(EngineError::Invalid(
                             "cannot move a directory into itself".into(),
                         ));
@@ -679,70 +766,143 @@ impl Engine {
                     if cur.parent == 0 {
                         break;
                     }
-                    cur = r.node(cur.parent)?.ok_or(EngineError::NoEntry)?;
+                    cur = tx.node(cur.parent)?.ok_or(EngineError::NoEntry)?;
                 }
             }
-            (node, r.lookup(new_parent, new_name)?)
-        };
-        if let Some(t) = &target {
-            if t.ino == node.ino {
-                return Ok(());
-            }
-            if noreplace {
-                return Err(EngineError::Exists);
-            }
-            match (
-                node.node_type == NodeType::Dir,
-                t.node_type == NodeType::Dir,
-            ) {
-                (true, false) => return Err(EngineError::NotDir),
-                (false, true) => return Err(EngineError::IsDir),
-                (true, true) => {
-                    if self.catalog.lock().read().has_children(t.ino)? {
-                        return Err(EngineError::NotEmpty);
+            let mut gone = None;
+            if let Some(t) = tx.lookup(new_parent, new_name)? {
+                // Two names of one file: POSIX says the rename does nothing.
+                if t.ino == entry.ino {
+                    return Ok(None);
+                }
+                if noreplace {
+                    return Err(EngineError::Exists);
+                }
+                match (
+                    entry.node_type == NodeType::Dir,
+                    t.node_type == NodeType::Dir,
+                ) {
+                    (true, false) => return Err(EngineError::NotDir),
+                    (false, true) => return Err(EngineError::IsDir),
+                    (true, true) => {
+                        if tx.has_children(t.ino)? {
+                            return Err(EngineError::NotEmpty);
+                        }
+                        tx.delete_node(t.ino)?;
                     }
-                    self.catalog.lock().atomically(|tx| tx.delete_node(t.ino))?;
+                    (false, false) => gone = remove_name(tx, &t, "replaced by rename", at, now)?,
                 }
-                (false, false) => self.remove_node(t, "replaced by rename")?,
             }
-        }
-        let at = self.clock.now();
-        let mut cat = self.catalog.lock();
-        cat.atomically(|tx| {
-            // Re-read inside the transaction: nothing changed meanwhile is written back stale.
-            let mut moved = tx.node(node.ino)?.ok_or(EngineError::NoEntry)?;
-            let old_path = tx.path_of(moved.ino)?.unwrap_or_default();
-            moved.parent = new_parent;
-            moved.name = new_name.to_vec();
-            moved.ctime_ns = now;
-            tx.update_node(&moved)?;
+            let old_path = tx.path_of(entry.ino)?.unwrap_or_default();
+            tx.move_entry(entry.ino, (parent, name), (new_parent, new_name))?;
+            tx.set_ctime(entry.ino, now)?;
             for dir in [parent, new_parent] {
                 tx.touch_node(dir, now, now)?;
             }
             // A file's rename is an event; a directory's moves its files without one each.
-            if let Some(o) = tx.object(moved.ino)?.filter(|o| o.deleted_at.is_none()) {
-                let new_path = tx.path_of(moved.ino)?.unwrap_or_default();
-                tx.add_history(
-                    &o,
-                    &HistoryRow {
-                        at,
-                        event: Event::Renamed,
-                        from_stage: o.stage,
-                        to_stage: o.stage,
-                        reason: format!("renamed from {old_path}"),
-                        bytes_before: o.stored_size,
-                        bytes_after: o.stored_size,
-                        path: Some(new_path),
-                        policy_version: None,
-                    },
-                )?;
-            }
-            Ok::<_, EngineError>(())
+            record_path_change(tx, entry.ino, &old_path, at, "")?;
+            Ok::<_, EngineError>(gone)
         })?;
+        self.delete_files(gone);
         Ok(())
     }
 
     pub fn statfs(&self) -> Result<nix::sys::statvfs::Statvfs> {
         nix::sys::statvfs::statvfs(self.store.root()).map_err(|e| EngineError::Io(e.into()))
     }
+}
+
+/// Removes one name of a node inside `tx`. The last name removes the node, and a file's object
+/// becomes a tombstone, returned so that its files are deleted after the commit.
+fn remove_name(
+    tx: &Tx<'_>,
+    entry: &NodeRow,
+    reason: &str,
+    now: i64,
+    now_ns: i64,
+) -> Result<Option<ObjectRow>> {
+    let first = tx.node(entry.ino)?.ok_or(EngineError::NoEntry)?;
+    tx.touch_node(entry.parent, now_ns, now_ns)?;
+    let Some((link_dir, link_name)) = tx.links_of(entry.ino)?.into_iter().next() else {
+        return delete_last_name(tx, &first, reason, now);
+    };
+    if first.parent == entry.parent && first.name == entry.name {
+        // The first name goes: the oldest link becomes the first name (and the object's path).
+        let old_path = tx.path_of(entry.ino)?.unwrap_or_default();
+        tx.remove_link(link_dir, &link_name)?;
+        tx.move_entry(
+            entry.ino,
+            (entry.parent, &entry.name),
+            (link_dir, &link_name),
+        )?;
+        record_path_change(tx, entry.ino, &old_path, now, " (that name was removed)")?;
+    } else {
+        tx.remove_link(entry.parent, &entry.name)?;
+    }
+    tx.set_ctime(entry.ino, now_ns)?;
+    Ok(None)
+}
+
+/// Deletes a node that has no other name; a file's object becomes a tombstone (refused while
+/// it is under legal hold).
+fn delete_last_name(
+    tx: &Tx<'_>,
+    first: &NodeRow,
+    reason: &str,
+    now: i64,
+) -> Result<Option<ObjectRow>> {
+    let object = tx.object(first.ino)?.filter(|o| o.deleted_at.is_none());
+    if object.as_ref().is_some_and(|o| o.hold) {
+        return Err(EngineError::NotPermitted(
+            "the file is under legal hold; lift the hold first".into(),
+        ));
+    }
+    let path = tx.path_of(first.ino)?.unwrap_or_default();
+    tx.delete_node(first.ino)?;
+    let Some(o) = object else {
+        return Ok(None);
+    };
+    let tombstone = o.tombstone(now, &path, reason);
+    tx.update_object(&tombstone)?;
+    tx.add_history(
+        &tombstone,
+        &HistoryRow {
+            at: now,
+            event: Event::Deleted,
+            from_stage: o.stage,
+            to_stage: o.stage,
+            reason: reason.to_string(),
+            bytes_before: o.stored_size + o.original_stored_size,
+            bytes_after: 0,
+            path: Some(path),
+            policy_version: None,
+        },
+    )?;
+    Ok(Some(o))
+}
+
+/// Records a `renamed` event when a live file's path (its first name) is no longer `old_path`.
+fn record_path_change(tx: &Tx<'_>, ino: u64, old_path: &str, at: i64, why: &str) -> Result<()> {
+    let Some(o) = tx.object(ino)?.filter(|o| o.deleted_at.is_none()) else {
+        return Ok(());
+    };
+    let new_path = tx.path_of(ino)?.unwrap_or_default();
+    if new_path == old_path {
+        return Ok(());
+    }
+    tx.add_history(
+        &o,
+        &HistoryRow {
+            at,
+            event: Event::Renamed,
+            from_stage: o.stage,
+            to_stage: o.stage,
+            reason: format!("renamed from {old_path}{why}"),
+            bytes_before: o.stored_size,
+            bytes_after: o.stored_size,
+            path: Some(new_path),
+            policy_version: None,
+        },
+    )?;
+    Ok(())
 }

@@ -181,9 +181,9 @@ impl Engine {
     /// object under legal hold is `NotPermitted`.
     pub fn delete_object(&self, tenant: &str, id: u64) -> Result<()> {
         self.owned(tenant, id)?;
-        let node = self.node(id)?;
-        self.remove_node(&node, "deleted through the API")?;
-        self.notify(node.parent, &node.name);
+        for (dir, name) in self.remove_object(id, "deleted through the API")? {
+            self.notify(dir, &name);
+        }
         Ok(())
     }
 }

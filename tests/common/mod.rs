@@ -331,3 +331,17 @@ pub fn copy_corpus_in(inst: &Instance) -> Vec<(String, Vec<u8>)> {
     }
     files
 }
+
+/// Prints a measured figure and appends it to `target/tmp/figures.txt`, which `.ci/run` shows
+/// at the end of the run.
+pub fn figure(line: &str) {
+    eprintln!("FIGURE {line}");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("figures.txt");
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
