@@ -148,6 +148,8 @@ impl ObjectRow {
         self.original_stored_size = 0;
         self.progress = 0.0;
         self.fail_count = 0;
+        self.artifact_sha256 = Some(self.sha256.clone());
+        self.original_sha256 = None;
         self.original_gen.take()
     }
 
@@ -160,6 +162,8 @@ impl ObjectRow {
             next_decay_at: None,
             restore_until: None,
             original_gen: None,
+            original_sha256: None,
+            writing: false,
             stored_size: 0,
             original_stored_size: 0,
             ..self.clone()
@@ -1018,6 +1022,33 @@ impl Tx<'_> {
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
+    /// Every live object of every tenant, by id.
+    pub fn all_live_objects(&self) -> Result<Vec<ObjectRow>> {
+        let mut st = self.tx.prepare(&format!(
+            "SELECT {OBJECT_COLUMNS} FROM objects WHERE deleted_at IS NULL ORDER BY id"
+        ))?;
+        let rows = st.query_map([], object_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Marks (or clears) that a writer has the file open and its content is not yet recorded.
+    pub fn set_writing(&self, id: u64, writing: bool) -> Result<()> {
+        self.tx.execute(
+            "UPDATE objects SET writing = ?2 WHERE id = ?1",
+            params![id as i64, writing],
+        )?;
+        Ok(())
+    }
+
+    /// Live objects still marked as being written: the process stopped before their writers
+    /// closed them.
+    pub fn objects_being_written(&self) -> Result<Vec<u64>> {
+        self.ids(
+            "SELECT id FROM objects WHERE writing = 1 AND deleted_at IS NULL ORDER BY id",
+            [],
+        )
+    }
+
     /// Every backing file a live row refers to: (id, artifact generation, kept original generation).
     pub fn referenced_files(&self) -> Result<Vec<(u64, u64, Option<u64>)>> {
         let mut st = self
@@ -1373,6 +1404,25 @@ mod tests {
         drop(cat);
         // Opening again is a no-op.
         Catalog::open(&path).unwrap();
+    }
+
+    /// Another connection holding the database (a backup, an sqlite3 shell) makes a commit
+    /// wait, not fail.
+    #[test]
+    fn a_busy_catalog_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        let mut cat = Catalog::open(&path).unwrap();
+        let other = Connection::open(&path).unwrap();
+        other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        let holder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            other.execute_batch("COMMIT").unwrap();
+        });
+        let started = std::time::Instant::now();
+        cat.atomically(|tx| tx.set_writing(1, false)).unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        holder.join().unwrap();
     }
 
     /// A wall-clock tick costs O(due objects): the due query walks the partial index.

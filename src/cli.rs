@@ -24,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Mount the filesystem, serve the API and run the scheduler until Ctrl-C or SIGTERM.
     Up(UpArgs),
+    /// Check the catalog against the backing files (offline: stop `rustdb up` first). Exits 0
+    /// when all is well, 1 when problems were found and repaired, 2 when problems remain.
+    Fsck(FsckArgs),
     /// Objects, bytes and savings of the tenant, by stage and kind.
     Status(ClientArgs),
     /// List objects: stage, heat, sizes, next decay.
@@ -121,6 +124,22 @@ pub struct ClientArgs {
     pub api_key: String,
 
     /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct FsckArgs {
+    /// The storage directory to check.
+    #[arg(long, env = "RUSTDB_STORAGE_DIR", default_value = "rustdb_storage")]
+    pub storage_dir: PathBuf,
+
+    /// Clear what a crash left behind, rebuild damaged files from kept originals, and turn
+    /// objects whose bytes are lost into tombstones; then check again.
+    #[arg(long)]
+    pub repair: bool,
+
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }

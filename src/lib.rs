@@ -9,6 +9,7 @@ pub mod clock;
 pub mod decay;
 pub mod engine;
 pub mod fs_backend;
+pub mod fsck;
 pub mod heat;
 pub mod policy;
 pub mod scheduler;

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         .init();
     let result = match args.command {
         cli::Command::Up(up) => run_up(up),
+        cli::Command::Fsck(fsck) => return run_fsck(fsck),
         other => run_client(other),
     };
     match result {
@@ -47,11 +48,55 @@ fn main() -> ExitCode {
     }
 }
 
+/// Progress of fsck's hashing on stderr, when it is a terminal.
+struct FsckBar(indicatif::ProgressBar);
+
+impl rustdb::fsck::Progress for FsckBar {
+    fn total(&self, bytes: u64) {
+        self.0.set_length(bytes);
+    }
+    fn advance(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+}
+
+fn run_fsck(args: cli::FsckArgs) -> ExitCode {
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() && !args.json {
+        indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template("checking {bytes}/{total_bytes} {wide_bar}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        )
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let progress = FsckBar(bar);
+    let report = rustdb::fsck::run(&args.storage_dir, args.repair, &progress);
+    progress.0.finish_and_clear();
+    match report {
+        Ok(report) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", report.to_text());
+            }
+            ExitCode::from(report.exit_code())
+        }
+        Err(e) => {
+            eprintln!("rustdb fsck: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 fn run_client(command: cli::Command) -> anyhow::Result<()> {
     use cli::{Command, PolicyAction};
     use client::Request;
     let (args, request) = match command {
-        Command::Up(_) => unreachable!("handled by run_up"),
+        Command::Up(_) | Command::Fsck(_) => unreachable!("handled in main"),
         Command::Status(c) => (c, Request::Status),
         Command::Ls { path, client } => (client, Request::Ls { path }),
         Command::Tick {

@@ -5,7 +5,10 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Write};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -13,12 +16,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Store {
     root: PathBuf,
     seq: AtomicU64,
+    /// An exclusive lock on `<root>/lock`, held while the store is open: one process at a time.
+    _lock: Flock<File>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("storage directory {path} is not writable: choose another with --storage-dir or RUSTDB_STORAGE_DIR, or fix its permissions")]
     NotWritable { path: String, source: io::Error },
+    #[error("storage directory {path} is in use by another rustdb process{holder}: stop it first, or choose another directory")]
+    InUse { path: String, holder: String },
 }
 
 /// What a sweep removed.
@@ -47,9 +54,38 @@ impl Store {
         File::create(&probe)
             .and_then(|_| fs::remove_file(&probe))
             .map_err(not_writable)?;
+        let lock_path = root.join("lock");
+        let lock_file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(not_writable)?;
+        let mut lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((_, Errno::EWOULDBLOCK)) => {
+                let pid = fs::read_to_string(&lock_path).unwrap_or_default();
+                let pid = pid.trim();
+                return Err(StoreError::InUse {
+                    path: root.display().to_string(),
+                    holder: if pid.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (pid {pid})")
+                    },
+                });
+            }
+            Err((_, e)) => return Err(not_writable(e.into())),
+        };
+        // The holder's pid, for the message another process shows.
+        lock.set_len(0)
+            .and_then(|_| lock.write_all(std::process::id().to_string().as_bytes()))
+            .map_err(not_writable)?;
         Ok(Store {
             root: root.to_path_buf(),
             seq: AtomicU64::new(0),
+            _lock: lock,
         })
     }
 

@@ -97,6 +97,8 @@ struct Candidate {
     stored_size: u64,
     lossless: bool,
     note: String,
+    /// SHA-256 of the file as stored.
+    sha256: String,
 }
 
 /// Removes a temporary file when dropped, unless it was published.
@@ -108,6 +110,13 @@ impl Drop for TempGuard {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// Who asks for a restore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RestoreFor {
+    User,
+    Repair,
 }
 
 enum Step {
@@ -428,6 +437,7 @@ impl Engine {
                 o.original_gen = Some(o.generation);
                 o.original_encoding = o.encoding;
                 o.original_stored_size = o.stored_size;
+                o.original_sha256 = o.artifact_sha256.clone();
                 o.restore_until = Some(now + policy.restore_window_sec);
             }
             if let Some(c) = candidate {
@@ -436,6 +446,7 @@ impl Engine {
                 o.encoding = c.encoding;
                 o.size = c.size;
                 o.stored_size = c.stored_size;
+                o.artifact_sha256 = Some(c.sha256.clone());
                 o.lossless = o.lossless && c.lossless;
             }
             o.stage = target;
@@ -607,6 +618,7 @@ impl Engine {
             }
         };
         let stored_size = std::fs::metadata(&out)?.len();
+        let sha256 = sha256_file(&out)?;
         let (size, lossless) = match encoding {
             Encoding::Chunked => (o.size, o.lossless),
             Encoding::Plain => (stored_size, false),
@@ -620,6 +632,7 @@ impl Engine {
             stored_size,
             lossless,
             note,
+            sha256,
         }))
     }
 
@@ -703,6 +716,7 @@ impl Engine {
                 };
                 removed = Some(og);
                 o.original_gen = None;
+                o.original_sha256 = None;
                 o.restore_until = None;
                 let freed = o.original_stored_size;
                 o.original_stored_size = 0;
@@ -732,11 +746,21 @@ impl Engine {
 
     /// Brings the exact original back at stage 0, from a kept original or a lossless stage.
     pub fn restore(&self, id: u64) -> Result<ObjectRow> {
+        self.restore_from(id, RestoreFor::User)
+    }
+
+    /// A restore for a user (inside the restore window) or for `fsck --repair`, which rebuilds a
+    /// damaged artifact from a kept original whatever its window says.
+    pub(super) fn restore_from(&self, id: u64, purpose: RestoreFor) -> Result<ObjectRow> {
         let _no_tick_meanwhile = self.tick_lock.lock();
         let now = self.clock.now();
         let o = self.live_object(id)?.ok_or(EngineError::NotFound(id))?;
         let kept = o.original_gen.is_some();
-        let (source, encoding) = match decay::restore_source(o.stage, o.lossless, kept, o.restore_until, now) {
+        let window = match purpose {
+            RestoreFor::User => o.restore_until,
+            RestoreFor::Repair => None,
+        };
+        let (source, encoding) = match decay::restore_source(o.stage, o.lossless, kept, window, now) {
             decay::RestoreSource::Current => return Ok(o),
             decay::RestoreSource::KeptOriginal => (
                 self.store.original(id, o.original_gen.unwrap_or(o.generation)),
@@ -811,7 +835,13 @@ impl Engine {
                     event: Event::Restored,
                     from_stage: from,
                     to_stage: 0,
-                    reason: "restored to the original (sha256 verified)".into(),
+                    reason: match purpose {
+                        RestoreFor::User => "restored to the original (sha256 verified)",
+                        RestoreFor::Repair => {
+                            "rebuilt from the kept original by fsck --repair (sha256 verified)"
+                        }
+                    }
+                    .into(),
                     bytes_before: before,
                     bytes_after: size,
                     path: None,
@@ -874,7 +904,7 @@ impl Engine {
     }
 
     /// A writer's last close: the file's bytes are its new original, at stage 0.
-    pub(super) fn finalize_write(&self, id: u64) -> Result<()> {
+    pub(super) fn finalize_write(&self, id: u64, reason: &str) -> Result<()> {
         let Some(o) = self.catalog.lock().read().object(id)? else {
             return Ok(());
         };
@@ -911,6 +941,8 @@ impl Engine {
             cur.format = detected.format.clone();
             cur.original_size = size;
             cur.sha256 = hash.clone();
+            cur.artifact_sha256 = Some(hash.clone());
+            cur.writing = false;
             cur.last_access_at = cur.last_access_at.max(now);
             reschedule(&mut cur, &policy);
             tx.update_object(&cur)?;
@@ -921,7 +953,7 @@ impl Engine {
                     event: Event::Written,
                     from_stage: from,
                     to_stage: 0,
-                    reason: "written: new original content".into(),
+                    reason: reason.to_string(),
                     bytes_before: o.stored_size,
                     bytes_after: size,
                     path: None,

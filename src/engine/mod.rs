@@ -6,7 +6,10 @@ mod namespace;
 mod objects;
 mod policies;
 mod query;
+mod repair;
 mod xattr;
+
+pub(crate) use namespace::sha256_file;
 
 pub use lifecycle::{TickChange, TickOptions, TickReport};
 pub use namespace::{LiveStat, NodeView, OpenedArtifact, SetAttrs, TimeSet};
@@ -172,7 +175,7 @@ impl Engine {
                 policies.insert(tenant, Arc::new(current));
             }
         }
-        Ok(Engine {
+        let engine = Engine {
             cfg,
             clock,
             catalog: Mutex::new(catalog),
@@ -184,7 +187,41 @@ impl Engine {
             policies: RwLock::new(policies),
             policy_change: Mutex::new(()),
             counters: Mutex::new(HashMap::new()),
-        })
+        };
+        engine.record_interrupted_writes()?;
+        Ok(engine)
+    }
+
+    /// Files that were open for writing when the process stopped: what their backing files hold
+    /// now (everything written, and at least everything fsynced) becomes their content.
+    fn record_interrupted_writes(&self) -> Result<()> {
+        let ids = self.catalog.lock().read().objects_being_written()?;
+        for id in ids {
+            // A start is never refused for one file: one that cannot be recorded (its backing
+            // file is gone) stays marked, and `rustdb fsck` reports it.
+            match self.finalize_write(
+                id,
+                "written: recorded at startup (the file was open for writing when rustdb stopped)",
+            ) {
+                Ok(()) => info!(object = id, "recorded the content of an interrupted write"),
+                Err(e) => tracing::error!(
+                    object = id,
+                    error = %e,
+                    "could not record an interrupted write; run rustdb fsck"
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks `id` as being written in the catalog before a writer may change its bytes, so that
+    /// a crash while it is open is repaired at the next start.
+    fn mark_writing(&self, id: u64) -> Result<()> {
+        let mut cat = self.catalog.lock();
+        if cat.read().object(id)?.is_some_and(|o| !o.writing) {
+            cat.atomically(|tx| tx.set_writing(id, true))?;
+        }
+        Ok(())
     }
 
     /// Follows the newest event id (see [`crate::catalog::Catalog::subscribe_events`]).

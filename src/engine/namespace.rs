@@ -92,6 +92,9 @@ pub struct SetAttrs {
 
 const MAX_NAME: usize = 255;
 
+/// The history reason of content written through the mount.
+const WRITTEN: &str = "written: new original content";
+
 fn check_name(name: &[u8]) -> Result<()> {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
         return Err(EngineError::Invalid("bad file name".into()));
@@ -413,6 +416,8 @@ impl Engine {
             let id = tx.insert_node(&node)?;
             let empty_hash = hex::encode(Sha256::digest(b""));
             let mut object = self.new_object(id, &dir.tenant, &detected, 0, &empty_hash, now);
+            // Opened for writing at once: marked so that a crash records what was written.
+            object.writing = true;
             let policy = self.policy(&object.tenant, &object.kind);
             reschedule(&mut object, &policy);
             tx.insert_object(&object)?;
@@ -426,6 +431,7 @@ impl Engine {
                 .create_new(true)
                 .mode(0o600)
                 .open(self.store.artifact(id, 1))?;
+            crate::store::sync_dir(&self.store.root().join("objects"))?;
             Ok::<_, EngineError>(Some((id, file)))
         });
         drop(cat);
@@ -436,7 +442,6 @@ impl Engine {
             entry.writers += 1;
             entry.dirty = true;
         }
-        crate::store::sync_dir(&self.store.root().join("objects"))?;
         Ok((self.getattr(id)?, file))
     }
 
@@ -509,6 +514,9 @@ impl Engine {
         match object.encoding {
             Encoding::Plain => {
                 let file = OpenOptions::new().read(true).write(true).open(&path)?;
+                if write {
+                    self.mark_writing(object.id)?;
+                }
                 if truncate {
                     file.set_len(0)?;
                 }
@@ -549,7 +557,7 @@ impl Engine {
             finalize
         };
         if finalize {
-            if let Err(e) = self.finalize_write(ino) {
+            if let Err(e) = self.finalize_write(ino, WRITTEN) {
                 tracing::error!(object = ino, error = %e, "could not record written content");
             }
             let mut opens = self.opens.lock();
@@ -566,6 +574,9 @@ impl Engine {
 
     /// A writer that was released at flush writes again.
     pub fn resume_writer(&self, ino: u64) {
+        if let Err(e) = self.mark_writing(ino) {
+            tracing::error!(object = ino, error = %e, "could not mark a file as being written");
+        }
         let stamp = self.artifact_stamp(ino);
         let mut opens = self.opens.lock();
         let entry = opens.entry(ino).or_default();
@@ -598,6 +609,7 @@ impl Engine {
             } else {
                 object
             };
+            self.mark_writing(object.id)?;
             let file = OpenOptions::new()
                 .write(true)
                 .open(self.store.artifact(object.id, object.generation))?;
@@ -610,7 +622,7 @@ impl Engine {
                 entry.writers
             };
             if writers == 0 {
-                self.finalize_write(ino)?;
+                self.finalize_write(ino, WRITTEN)?;
                 let mut opens = self.opens.lock();
                 if opens
                     .get(&ino)

@@ -126,6 +126,7 @@ impl Engine {
             // Renamed inside the transaction: a crash before the commit leaves an unreferenced
             // file that the startup sweep removes.
             std::fs::rename(import.source, self.store.artifact(id, 1))?;
+            crate::store::sync_dir(&self.store.root().join("objects"))?;
             Ok::<_, EngineError>(Some(object))
         });
         drop(cat);
@@ -135,7 +136,6 @@ impl Engine {
                 import.path
             ))
         })?;
-        crate::store::sync_dir(&self.store.root().join("objects"))?;
         self.notify(dir.ino, name.as_bytes());
         Ok(object)
     }
