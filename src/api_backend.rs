@@ -46,6 +46,7 @@ impl ApiBackend {
             hold: o.hold,
             next_decay_at: o.next_decay_at,
             deleted: o.deleted_at.is_some(),
+            sha256: o.sha256.clone(),
         }
     }
 
@@ -55,7 +56,6 @@ impl ApiBackend {
         Ok(ObjectState {
             summary: self.summary(&s.info),
             generation: o.generation,
-            sha256: o.sha256.clone(),
             keep_original: o
                 .keep_original
                 .unwrap_or(self.engine.policy(&o.tenant, &o.kind).keep_original),

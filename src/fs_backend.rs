@@ -309,8 +309,8 @@ impl Backend for MountBackend {
         self.engine.release(ino, writable, wrote)
     }
 
-    fn resume_writer(&self, ino: Ino) {
-        self.engine.resume_writer(ino)
+    fn flush(&self, ino: Ino, wrote: bool) {
+        self.engine.flush_writer(ino, wrote)
     }
 
     fn statfs(&self) -> Result<StatFs, FsError> {

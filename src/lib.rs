@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod clock;
 pub mod decay;
 pub mod engine;
+pub mod faults;
 pub mod fs_backend;
 pub mod fsck;
 pub mod heat;

@@ -26,6 +26,9 @@ impl ChangeListener for KernelCaches {
 
 fn main() -> ExitCode {
     cli::adopt_legacy_env();
+    // Fault injection for the crash tests (FAILPOINTS=name=action;...), in test builds only.
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     let args = cli::Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(

@@ -8,6 +8,8 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 
 use nix::errno::Errno;
+
+use crate::faults::fault_point;
 use nix::fcntl::{Flock, FlockArg};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -118,8 +120,11 @@ impl Store {
     /// fsync `tmp`, rename it to `dest`, fsync the directory. After this the file survives a crash.
     pub fn publish(&self, tmp: &Path, dest: &Path) -> io::Result<()> {
         File::open(tmp)?.sync_all()?;
+        fault_point!("publish.after_fsync");
         fs::rename(tmp, dest)?;
-        sync_dir(dest.parent().unwrap_or(&self.root))
+        sync_dir(dest.parent().unwrap_or(&self.root))?;
+        fault_point!("publish.after_rename");
+        Ok(())
     }
 
     /// Moves an artifact that becomes the kept original (same file system: a rename).

@@ -8,6 +8,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 
 use common::{copy_corpus_in, set_xattr, xattr, Instance};
+use sha2::Digest;
 
 fn kind_of(rel: &str) -> &str {
     rel.split('/').next().unwrap()
@@ -741,4 +742,55 @@ fn mount_special_files_keep_their_type() {
     assert_eq!(std::fs::read(m.join("fifo")).unwrap(), b"through the pipe");
     writer.join().unwrap();
     inst.stop();
+}
+
+/// Every close of a duplicated descriptor flushes; writes through another descriptor after
+/// that (kernel passthrough never shows them to RustDB) are still recorded as the file's
+/// content when the last descriptor goes. Found by the crash harness: a forked child closing
+/// its copy of a descriptor made the parent's later writes invisible to the catalog.
+#[test]
+fn mount_writes_after_a_duplicate_is_closed_are_recorded() {
+    require_mount!();
+    use std::os::fd::AsRawFd;
+    let mut inst = Instance::start(&[]);
+    let path = inst.path("dup.txt");
+    let mut f = std::fs::File::create(&path).unwrap();
+    // SAFETY: dup and close of a descriptor this test owns.
+    unsafe {
+        let copy = libc::dup(f.as_raw_fd());
+        assert!(copy >= 0);
+        assert_eq!(libc::close(copy), 0);
+    }
+    let content = "written after the duplicate was closed\n".repeat(100);
+    f.write_all(content.as_bytes()).unwrap();
+    drop(f);
+    // The release that records the rest may follow close by a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let obj = inst.object("dup.txt").unwrap();
+        if obj["size"] == content.len() as u64 {
+            assert_eq!(
+                obj["sha256"],
+                hex::encode(sha2::Sha256::digest(content.as_bytes()))
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the catalog never saw the writes: {obj}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    inst.stop();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustdb"))
+        .args(["fsck", "--storage-dir"])
+        .arg(&inst.storage)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -184,6 +184,8 @@ pub struct ObjectSummary {
     /// Unix seconds; `None` when the object does not decay (pinned, held, purged).
     pub next_decay_at: Option<i64>,
     pub deleted: bool,
+    /// SHA-256 of the original content (what a restore brings back, what a write made).
+    pub sha256: String,
 }
 
 /// One entry of an object's history.
@@ -212,7 +214,6 @@ pub struct ObjectState {
     #[serde(flatten)]
     pub summary: ObjectSummary,
     pub generation: u64,
-    pub sha256: String,
     pub keep_original: bool,
     /// Unix seconds until which the kept original survives.
     pub restore_until: Option<i64>,
@@ -602,9 +603,9 @@ mod tests {
                 hold: false,
                 next_decay_at: Some(1000),
                 deleted: false,
+                sha256: "ab".into(),
             },
             generation: 2,
-            sha256: "ab".into(),
             keep_original: true,
             restore_until: None,
             speed: 1.0,

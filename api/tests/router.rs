@@ -85,9 +85,9 @@ fn object(
                 hold: false,
                 next_decay_at: (!deleted).then_some(1_700_000_000 + id as i64),
                 deleted,
+                sha256: format!("{id:064x}"),
             },
             generation: u64::from(stage) + 1,
-            sha256: format!("{id:064x}"),
             keep_original: false,
             restore_until: None,
             speed: 1.0,
@@ -419,7 +419,7 @@ impl Backend for FakeBackend {
             data.len() as u64,
             true,
         );
-        made.state.sha256 = r.sha256.clone();
+        made.state.summary.sha256 = r.sha256.clone();
         made.state.keep_original = r.keep_original.unwrap_or(false);
         made.state.speed = r.speed.unwrap_or(1.0);
         let state = made.state.clone();

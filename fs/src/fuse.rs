@@ -39,9 +39,6 @@ struct Handle {
     data: HandleData,
     writable: bool,
     wrote: AtomicBool,
-    /// The backend counts this handle as a writer. Cleared at flush (close(2) waits for flush,
-    /// not for release), set again if the handle writes after a flush.
-    registered: AtomicBool,
     passthrough: bool,
 }
 
@@ -164,7 +161,6 @@ impl<B: Backend> RustFs<B> {
                 data,
                 writable,
                 wrote: AtomicBool::new(false),
-                registered: AtomicBool::new(writable),
                 passthrough,
             }),
         );
@@ -266,16 +262,6 @@ impl<B: Backend> RustFs<B> {
         }
     }
 
-    /// Ends a handle's turn as a writer, once per registration.
-    fn finish_writer(&self, h: &Handle) {
-        if h.writable && h.registered.swap(false, Ordering::AcqRel) {
-            // Passthrough writes bypass us; the backend also compares the backing file with
-            // what it was when the writer opened it.
-            let wrote = h.wrote.swap(false, Ordering::AcqRel);
-            self.backend.release(h.ino, true, wrote);
-        }
-    }
-
     /// A handle that could not get a backing id is served by reads instead.
     fn demote(&self, fh: u64) {
         let mut handles = self.handles.lock();
@@ -289,7 +275,6 @@ impl<B: Backend> RustFs<B> {
                 },
                 writable: h.writable,
                 wrote: AtomicBool::new(h.wrote.load(Ordering::Relaxed)),
-                registered: AtomicBool::new(h.registered.load(Ordering::Relaxed)),
                 passthrough: false,
             };
             handles.insert(fh, Arc::new(h));
@@ -702,9 +687,6 @@ impl<B: Backend> Filesystem for RustFs<B> {
             reply.error(FsError::BadHandle.errno());
             return;
         }
-        if !h.registered.swap(true, Ordering::AcqRel) {
-            self.backend.resume_writer(h.ino);
-        }
         h.wrote.store(true, Ordering::Relaxed);
         match f.write_all_at(data, offset) {
             Ok(()) => reply.written(data.len() as u32),
@@ -730,9 +712,6 @@ impl<B: Backend> Filesystem for RustFs<B> {
             reply.error(FsError::BadHandle.errno());
             return;
         };
-        if !h.registered.swap(true, Ordering::AcqRel) {
-            self.backend.resume_writer(h.ino);
-        }
         h.wrote.store(true, Ordering::Relaxed);
         use std::os::fd::AsRawFd;
         // SAFETY: the descriptor belongs to `f`, which the handle keeps open during the call.
@@ -759,10 +738,13 @@ impl<B: Backend> Filesystem for RustFs<B> {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // close(2) waits for flush (release comes later, asynchronously): written data becomes
-        // the file's new content before close returns.
+        // close(2) waits for flush (release comes later, asynchronously, once the last
+        // descriptor of the open file is gone): written data is recorded before close returns.
+        // Every close of a duplicate flushes too, so the handle stays a writer until release.
         if let Some(h) = self.handle(fh) {
-            self.finish_writer(&h);
+            if h.writable {
+                self.backend.flush(h.ino, h.wrote.load(Ordering::Acquire));
+            }
         }
         reply.ok();
     }
@@ -779,11 +761,8 @@ impl<B: Backend> Filesystem for RustFs<B> {
     ) {
         if let Some(h) = self.forget_handle(fh.0) {
             debug!(ino = h.ino, writable = h.writable, "release");
-            if h.writable {
-                self.finish_writer(&h);
-            } else {
-                self.backend.release(h.ino, false, false);
-            }
+            let wrote = h.wrote.load(Ordering::Acquire);
+            self.backend.release(h.ino, h.writable, wrote);
         }
         reply.ok();
     }

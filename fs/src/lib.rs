@@ -192,11 +192,12 @@ pub trait Backend: Send + Sync + 'static {
         mode: OpenMode,
         who: &Accessor,
     ) -> Result<Opened, FsError>;
-    /// Ends one open (or, for a writer, one turn of writing: a writer is released at its first
-    /// flush). `writable` says how it was opened, `wrote` whether it changed data.
+    /// A writer's descriptor was closed (each close of a duplicate too): record what the file
+    /// holds now. `wrote` says whether writes went through RustDB (passthrough writes do not).
+    fn flush(&self, ino: Ino, wrote: bool);
+    /// Ends one open, once the last descriptor of it is gone. `writable` says how it was
+    /// opened, `wrote` whether writes went through RustDB.
     fn release(&self, ino: Ino, writable: bool, wrote: bool);
-    /// A writer released at flush writes again (through a duplicated descriptor).
-    fn resume_writer(&self, ino: Ino);
     fn statfs(&self) -> Result<StatFs, FsError>;
     fn getxattr(&self, ino: Ino, name: &OsStr) -> Result<Vec<u8>, FsError>;
     fn setxattr(

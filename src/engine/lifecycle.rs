@@ -10,6 +10,7 @@ use super::namespace::{read_head, sha256_file, LiveStat};
 use super::{decay_state, reschedule, Engine, EngineError, Result};
 use crate::catalog::{Encoding, Event, HistoryRow, ObjectRow};
 use crate::decay::{self, PURGED};
+use crate::faults::fault_point;
 use crate::policy::{Policy, PolicyVersion};
 use crate::transform::{self, binary, detect::detect, stub, Kind, TransformError};
 
@@ -279,7 +280,7 @@ impl Engine {
             }
             return Ok(Step::Unchanged);
         }
-        if self.writers(object.id) > 0 {
+        if self.writers_settled(object.id) > 0 {
             tracing::debug!(object = object.id, "open for writing: not rewritten");
             return Ok(Step::Unchanged);
         }
@@ -322,6 +323,7 @@ impl Engine {
             }
         };
         let guard = TempGuard(candidate.as_ref().map(|c| c.tmp.clone()));
+        fault_point!("rewrite.after_temp_write");
         let keep_bytes = candidate
             .as_ref()
             .is_none_or(|c| c.stored_size >= object.stored_size);
@@ -378,18 +380,23 @@ impl Engine {
         let c = candidate.expect("checked above");
         let new_gen = object.generation + 1;
         let dest = self.store.artifact(object.id, new_gen);
+        // Until the commit, the new generation is ours to remove when a step fails.
+        let published = TempGuard(Some(dest.clone()));
         self.store.publish(&c.tmp, &dest)?;
         std::mem::forget(guard);
         let reason = reason_for(&c.note);
         let committed =
             self.commit_stage(&object, decision, Some(&c), kept_original, &reason, now)?;
         if !committed {
-            self.store.remove(&dest);
             return Ok(Step::Unchanged);
         }
+        std::mem::forget(published);
+        fault_point!("rewrite.after_commit");
         if kept_original {
             self.store.keep_as_original(object.id, object.generation)?;
-        } else {
+        }
+        fault_point!("rewrite.before_delete_old");
+        if !kept_original {
             self.store
                 .remove(&self.store.artifact(object.id, object.generation));
         }
@@ -426,9 +433,11 @@ impl Engine {
             let Some(mut o) = tx.object(snapshot.id)? else {
                 return Ok(false);
             };
+            // A writing mark means content not yet recorded: never rewrite over it.
             if o.generation != snapshot.generation
                 || o.stage != snapshot.stage
                 || o.deleted_at.is_some()
+                || o.writing
             {
                 return Ok(false);
             }
@@ -662,7 +671,8 @@ impl Engine {
             let Some(mut cur) = tx.object(o.id)? else {
                 return Ok(false);
             };
-            if cur.generation != o.generation || cur.deleted_at.is_some() || cur.hold {
+            if cur.generation != o.generation || cur.deleted_at.is_some() || cur.hold || cur.writing
+            {
                 return Ok(false);
             }
             let before = cur.stored_size + cur.original_stored_size;
@@ -804,6 +814,7 @@ impl Engine {
         let path = self.path_of(id).unwrap_or_default();
         let detected = detect(path.rsplit('/').next().unwrap_or(""), &head);
         let policy = self.policy(&o.tenant, detected.kind.as_str());
+        self.writers_settled(id);
         let opens = self.opens.lock();
         if opens.get(&id).is_some_and(|x| x.writers > 0 || x.dirty) {
             self.store.remove(&dest);
@@ -858,6 +869,7 @@ impl Engine {
                 "the file changed while restoring; try again".into(),
             ));
         };
+        fault_point!("restore.after_commit");
         self.store.remove(&self.store.artifact(id, o.generation));
         if let Some(og) = o.original_gen {
             self.store.remove(&self.store.original(id, og));
@@ -904,7 +916,16 @@ impl Engine {
     }
 
     /// A writer's last close: the file's bytes are its new original, at stage 0.
-    pub(super) fn finalize_write(&self, id: u64, reason: &str) -> Result<()> {
+    /// When the bytes hash as recorded, nothing was written (a catalog from before schema 3 has
+    /// no recorded hash; then `seen_changed` decides). `keep_mark` leaves the object marked as
+    /// being written (a flush while the writer stays open); otherwise the mark goes.
+    pub(super) fn finalize_write(
+        &self,
+        id: u64,
+        reason: &str,
+        seen_changed: bool,
+        keep_mark: bool,
+    ) -> Result<()> {
         let Some(o) = self.catalog.lock().read().object(id)? else {
             return Ok(());
         };
@@ -927,12 +948,21 @@ impl Engine {
         let now = self.clock.now();
         let policy = self.policy(&o.tenant, detected.kind.as_str());
         let mut dropped_original = None;
+        fault_point!("write.before_record");
         let mut cat = self.catalog.lock();
         cat.atomically(|tx| {
             let Some(mut cur) = tx.object(id)? else {
                 return Ok(());
             };
             if cur.generation != o.generation {
+                return Ok(());
+            }
+            let unchanged = match &cur.artifact_sha256 {
+                Some(recorded) => *recorded == hash && cur.stored_size == size,
+                None => !seen_changed,
+            };
+            if unchanged {
+                tx.set_writing(id, keep_mark)?;
                 return Ok(());
             }
             let from = cur.stage;
@@ -942,7 +972,7 @@ impl Engine {
             cur.original_size = size;
             cur.sha256 = hash.clone();
             cur.artifact_sha256 = Some(hash.clone());
-            cur.writing = false;
+            cur.writing = keep_mark;
             cur.last_access_at = cur.last_access_at.max(now);
             reschedule(&mut cur, &policy);
             tx.update_object(&cur)?;
@@ -965,6 +995,7 @@ impl Engine {
             Ok::<_, EngineError>(())
         })?;
         drop(cat);
+        fault_point!("write.after_record");
         if let Some(og) = dropped_original {
             self.store.remove(&self.store.original(id, og));
         }

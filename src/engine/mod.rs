@@ -127,6 +127,8 @@ struct Opens {
     /// (size, mtime) of the backing file when the first writer opened it: writes that bypass
     /// RustDB (kernel passthrough) show as a change against it.
     baseline: Option<(u64, i64)>,
+    /// The stamp of the backing file when a flush last recorded its content.
+    recorded: Option<(u64, i64)>,
 }
 
 /// Counters kept in memory since the process started, per tenant.
@@ -202,6 +204,8 @@ impl Engine {
             match self.finalize_write(
                 id,
                 "written: recorded at startup (the file was open for writing when rustdb stopped)",
+                false,
+                false,
             ) {
                 Ok(()) => info!(object = id, "recorded the content of an interrupted write"),
                 Err(e) => tracing::error!(
@@ -220,6 +224,7 @@ impl Engine {
         let mut cat = self.catalog.lock();
         if cat.read().object(id)?.is_some_and(|o| !o.writing) {
             cat.atomically(|tx| tx.set_writing(id, true))?;
+            crate::faults::fault_point!("write.after_mark");
         }
         Ok(())
     }
@@ -352,6 +357,26 @@ impl Engine {
             .get(&id)
             .map(|o| o.writers + u32::from(o.dirty))
             .unwrap_or(0)
+    }
+
+    /// Open writers, after waiting briefly for writers that are closing. A writer whose
+    /// descriptor was closed (its flush recorded the content) is released by the kernel a
+    /// moment later, asynchronously; a tick right after `cp` should not skip the file for that.
+    fn writers_settled(&self, id: u64) -> u32 {
+        for _ in 0..40 {
+            let (writers, closing) = match self.opens.lock().get(&id) {
+                Some(o) => (
+                    o.writers + u32::from(o.dirty),
+                    o.recorded.is_some() || (o.writers == 0 && o.dirty),
+                ),
+                None => (0, false),
+            };
+            if writers == 0 || !closing {
+                return writers;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        self.writers(id)
     }
 }
 

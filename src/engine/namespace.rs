@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::{reschedule, Engine, EngineError, Result};
 use crate::catalog::{Encoding, Event, HistoryRow, NodeRow, NodeType, ObjectRow, Tx};
+use crate::faults::fault_point;
 use crate::transform::binary::ChunkedReader;
 use crate::transform::detect::detect;
 use crate::transform::Detected;
@@ -432,6 +433,7 @@ impl Engine {
                 .mode(0o600)
                 .open(self.store.artifact(id, 1))?;
             crate::store::sync_dir(&self.store.root().join("objects"))?;
+            fault_point!("write.after_create");
             Ok::<_, EngineError>(Some((id, file)))
         });
         drop(cat);
@@ -529,8 +531,34 @@ impl Engine {
         }
     }
 
-    /// The end of one open. The last writer's close makes written data the new original; the
-    /// object stays marked dirty until that is committed, so no tick rewrites it meanwhile.
+    /// A writer's descriptor was closed (FUSE flush, which close(2) waits for; every close of
+    /// a duplicate flushes too). What the file holds now is recorded as its content; the
+    /// writer stays registered, and the file marked as being written, until its release.
+    /// Writes through passthrough never reach RustDB, so the file's hash decides whether
+    /// anything changed (`finalize_write`).
+    pub fn flush_writer(&self, ino: u64, wrote: bool) {
+        let stamp = self.artifact_stamp(ino);
+        let seen_changed = {
+            let mut opens = self.opens.lock();
+            let entry = opens.entry(ino).or_default();
+            entry.dirty |= wrote || (entry.baseline.is_some() && entry.baseline != stamp);
+            entry.dirty
+        };
+        match self.finalize_write(ino, WRITTEN, seen_changed, true) {
+            Ok(()) => {
+                let mut opens = self.opens.lock();
+                let entry = opens.entry(ino).or_default();
+                entry.dirty = false;
+                entry.baseline = stamp;
+                entry.recorded = stamp;
+            }
+            Err(e) => tracing::error!(object = ino, error = %e, "could not record written content"),
+        }
+    }
+
+    /// The end of one open. The last writer's release records what a flush did not see (and
+    /// clears the writing mark); the object stays marked dirty until that is committed, so no
+    /// tick rewrites it meanwhile.
     pub fn release(&self, ino: u64, writable: bool, wrote: bool) {
         let stamp = if writable {
             self.artifact_stamp(ino)
@@ -544,20 +572,36 @@ impl Engine {
                 entry.writers = entry.writers.saturating_sub(1);
                 let changed = entry.baseline.is_some() && entry.baseline != stamp;
                 entry.dirty |= wrote || changed;
-                if entry.writers == 0 {
-                    entry.baseline = None;
-                }
             } else {
                 entry.readers = entry.readers.saturating_sub(1);
             }
-            let finalize = writable && entry.writers == 0 && entry.dirty;
+            // Nothing changed since a flush recorded the content: only the mark goes.
+            let finalize = (writable && entry.writers == 0).then(|| {
+                (
+                    entry.dirty,
+                    entry.recorded.is_some() && entry.recorded == stamp,
+                )
+            });
+            if finalize.is_some() {
+                entry.dirty = true;
+                entry.baseline = None;
+                entry.recorded = None;
+            }
             if entry.readers == 0 && entry.writers == 0 && !entry.dirty {
                 opens.remove(&ino);
             }
             finalize
         };
-        if finalize {
-            if let Err(e) = self.finalize_write(ino, WRITTEN) {
+        if let Some((seen_changed, recorded)) = finalize {
+            let done = if recorded {
+                self.catalog
+                    .lock()
+                    .atomically(|tx| tx.set_writing(ino, false))
+                    .map_err(EngineError::from)
+            } else {
+                self.finalize_write(ino, WRITTEN, seen_changed, false)
+            };
+            if let Err(e) = done {
                 tracing::error!(object = ino, error = %e, "could not record written content");
             }
             let mut opens = self.opens.lock();
@@ -569,20 +613,6 @@ impl Engine {
                     opens.remove(&ino);
                 }
             }
-        }
-    }
-
-    /// A writer that was released at flush writes again.
-    pub fn resume_writer(&self, ino: u64) {
-        if let Err(e) = self.mark_writing(ino) {
-            tracing::error!(object = ino, error = %e, "could not mark a file as being written");
-        }
-        let stamp = self.artifact_stamp(ino);
-        let mut opens = self.opens.lock();
-        let entry = opens.entry(ino).or_default();
-        entry.writers += 1;
-        if entry.baseline.is_none() {
-            entry.baseline = stamp;
         }
     }
 
@@ -622,7 +652,7 @@ impl Engine {
                 entry.writers
             };
             if writers == 0 {
-                self.finalize_write(ino, WRITTEN)?;
+                self.finalize_write(ino, WRITTEN, true, false)?;
                 let mut opens = self.opens.lock();
                 if opens
                     .get(&ino)

@@ -8,6 +8,7 @@ use super::namespace::{read_head, sha256_file};
 use super::{Engine, EngineError, OpenedArtifact, Result};
 use crate::catalog::{HistoryRow, NodeRow, NodeType, ObjectRow};
 use crate::decay;
+use crate::faults::fault_point;
 use crate::transform::detect::detect;
 
 /// A finished upload to turn into an object.
@@ -127,6 +128,7 @@ impl Engine {
             // file that the startup sweep removes.
             std::fs::rename(import.source, self.store.artifact(id, 1))?;
             crate::store::sync_dir(&self.store.root().join("objects"))?;
+            fault_point!("upload.after_rename");
             Ok::<_, EngineError>(Some(object))
         });
         drop(cat);
@@ -136,6 +138,7 @@ impl Engine {
                 import.path
             ))
         })?;
+        fault_point!("upload.after_commit");
         self.notify(dir.ino, name.as_bytes());
         Ok(object)
     }

@@ -188,6 +188,30 @@ impl Instance {
             .status();
     }
 
+    /// Waits up to `timeout` for the process to end by itself (an injected crash), then clears
+    /// the dead mount. Answers how it ended, or None when it is still running.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            let child = self.child.as_mut()?;
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        self.child = None;
+        self.kill();
+        Some(status)
+    }
+
+    /// Leaves `key` out of the environment of later starts.
+    pub fn remove_env(&mut self, key: &str) {
+        self.extra.retain(|(k, _)| k != key);
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.mount.join(rel)
     }
