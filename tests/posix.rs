@@ -70,11 +70,14 @@ fn parse(out: &str) -> Vec<Case> {
         if !name.contains("::") || !matches!(outcome, "ok" | "FAILED" | "skipped") {
             continue;
         }
-        let detail = lines
-            .get(i + 1)
-            .filter(|l| l.starts_with('\t'))
-            .map(|l| l.trim().to_string())
-            .unwrap_or_default();
+        // The lines under a case, up to its backtrace: why it failed or was skipped.
+        let detail = lines[i + 1..]
+            .iter()
+            .take_while(|l| !l.starts_with("Backtrace") && !l.contains("::"))
+            .take(4)
+            .map(|l| l.trim())
+            .collect::<Vec<_>>()
+            .join(" ");
         cases.push(Case {
             name: name.to_string(),
             outcome: outcome.to_string(),
@@ -133,9 +136,14 @@ fn posix_pjdfstest_passes_at_least_99_percent() {
         .filter(|c| c.outcome == "FAILED")
         .map(|c| format!("{}: {}", c.name, c.detail))
         .collect();
+    let failed_names: Vec<&str> = cases
+        .iter()
+        .filter(|c| c.outcome == "FAILED")
+        .map(|c| c.name.as_str())
+        .collect();
     common::figure(&format!(
-        "pjdfstest: {ok} passed, {failed} failed, {skipped} skipped of {} cases; \
-         {rate:.1}% of the applicable cases pass ({:.0} s)",
+        "pjdfstest: {ok} passed, {failed} failed {failed_names:?}, {skipped} skipped of {} \
+         cases; {rate:.1}% of the applicable cases pass ({:.0} s)",
         cases.len(),
         took.as_secs_f64()
     ));

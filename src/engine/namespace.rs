@@ -133,9 +133,16 @@ impl Engine {
             _ => None,
         };
         let live = match &object {
-            Some(o) if self.writers(o.id) > 0 => Some(LiveStat::of(&std::fs::metadata(
-                self.store.artifact(o.id, o.generation),
-            )?)),
+            // While writers are open: the backing file's size and times, once a write changed
+            // them since the open (or the last recorded flush); until then the catalog's.
+            Some(o) => match self.opens.lock().get(&o.id).copied() {
+                Some(e) if e.writers > 0 => {
+                    let live =
+                        LiveStat::of(&std::fs::metadata(self.store.artifact(o.id, o.generation))?);
+                    (e.baseline != Some((live.size, live.mtime_ns))).then_some(live)
+                }
+                _ => None,
+            },
             _ => None,
         };
         let nlink = {
@@ -438,11 +445,13 @@ impl Engine {
         });
         drop(cat);
         let (id, file) = tx_result?.ok_or(EngineError::Exists)?;
+        let stamp = self.artifact_stamp(id);
         {
             let mut opens = self.opens.lock();
             let entry = opens.entry(id).or_default();
             entry.writers += 1;
             entry.dirty = true;
+            entry.baseline = stamp;
         }
         Ok((self.getattr(id)?, file))
     }
