@@ -716,40 +716,42 @@ impl Engine {
     fn expire_originals(&self, now: i64) -> Result<()> {
         let ids = self.catalog.lock().read().originals_expired(now, 10_000)?;
         for id in ids {
-            let mut removed = None;
-            self.catalog.lock().atomically(|tx| {
-                let Some(mut o) = tx.object(id)? else {
-                    return Ok(());
-                };
-                let Some(og) = o.original_gen else {
-                    return Ok(());
-                };
-                removed = Some(og);
-                o.original_gen = None;
-                o.original_sha256 = None;
-                o.restore_until = None;
-                let freed = o.original_stored_size;
-                o.original_stored_size = 0;
-                tx.update_object(&o)?;
-                tx.add_history(
-                    &o,
-                    &HistoryRow {
-                        at: now,
-                        event: Event::Expired,
-                        from_stage: o.stage,
-                        to_stage: o.stage,
-                        reason: "restore window closed; kept original deleted".into(),
-                        bytes_before: o.stored_size + freed,
-                        bytes_after: o.stored_size,
-                        path: None,
-                        policy_version: None,
-                    },
-                )?;
-                Ok::<_, EngineError>(())
-            })?;
-            if let Some(og) = removed {
-                self.store.remove(&self.store.original(id, og));
-            }
+            self.drop_kept_original(id, "restore window closed; kept original deleted", now)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets the kept original of `id` (an `expired` event saying why) and deletes its file.
+    pub(super) fn drop_kept_original(&self, id: u64, reason: &str, now: i64) -> Result<()> {
+        let removed = self.catalog.lock().atomically(|tx| {
+            let Some(mut o) = tx.object(id)? else {
+                return Ok(None);
+            };
+            let Some(og) = o.original_gen.take() else {
+                return Ok(None);
+            };
+            o.original_sha256 = None;
+            o.restore_until = None;
+            let freed = std::mem::take(&mut o.original_stored_size);
+            tx.update_object(&o)?;
+            tx.add_history(
+                &o,
+                &HistoryRow {
+                    at: now,
+                    event: Event::Expired,
+                    from_stage: o.stage,
+                    to_stage: o.stage,
+                    reason: reason.to_string(),
+                    bytes_before: o.stored_size + freed,
+                    bytes_after: o.stored_size,
+                    path: None,
+                    policy_version: None,
+                },
+            )?;
+            Ok::<_, EngineError>(Some(og))
+        })?;
+        if let Some(og) = removed {
+            self.store.remove(&self.store.original(id, og));
         }
         Ok(())
     }

@@ -913,7 +913,19 @@ fn delete_last_name(
     let Some(o) = object else {
         return Ok(None);
     };
-    let tombstone = o.tombstone(now, &path, reason);
+    record_deletion(tx, &o, &path, reason, now)?;
+    Ok(Some(o))
+}
+
+/// Makes `o` a tombstone that was at `path`, with a `deleted` event saying why.
+pub(super) fn record_deletion(
+    tx: &Tx<'_>,
+    o: &ObjectRow,
+    path: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    let tombstone = o.tombstone(now, path, reason);
     tx.update_object(&tombstone)?;
     tx.add_history(
         &tombstone,
@@ -925,11 +937,11 @@ fn delete_last_name(
             reason: reason.to_string(),
             bytes_before: o.stored_size + o.original_stored_size,
             bytes_after: 0,
-            path: Some(path),
+            path: Some(path.to_owned()),
             policy_version: None,
         },
     )?;
-    Ok(Some(o))
+    Ok(())
 }
 
 /// Records a `renamed` event when a live file's path (its first name) is no longer `old_path`.

@@ -2,8 +2,8 @@
 //! Each one records why in the object's history.
 
 use super::lifecycle::RestoreFor;
+use super::namespace::record_deletion;
 use super::{Engine, EngineError, Result};
-use crate::catalog::{Event, HistoryRow};
 
 impl Engine {
     /// The catalog row of object `id`, live or not.
@@ -29,25 +29,9 @@ impl Engine {
         let path = self.path_of(id).unwrap_or_default();
         self.catalog.lock().atomically(|tx| {
             let o = tx.object(id)?.ok_or(EngineError::NotFound(id))?;
-            let reason = format!("lost: {why} (fsck --repair)");
-            let tombstone = o.tombstone(now, &path, &reason);
-            tx.update_object(&tombstone)?;
             tx.delete_node(id)?;
-            tx.add_history(
-                &tombstone,
-                &HistoryRow {
-                    at: now,
-                    event: Event::Deleted,
-                    from_stage: o.stage,
-                    to_stage: o.stage,
-                    reason,
-                    bytes_before: o.stored_size + o.original_stored_size,
-                    bytes_after: 0,
-                    path: Some(path.clone()),
-                    policy_version: None,
-                },
-            )?;
-            Ok::<_, EngineError>(())
+            let reason = format!("lost: {why} (fsck --repair)");
+            record_deletion(tx, &o, &path, &reason, now)
         })?;
         for (dir, name) in names {
             self.notify(dir, &name);
@@ -58,39 +42,8 @@ impl Engine {
     /// Forgets a kept original that is missing or damaged: the file stays as it is, without a
     /// way back to its original.
     pub fn repair_drop_original(&self, id: u64, why: &str) -> Result<()> {
-        let now = self.clock.now();
-        let dropped = self.catalog.lock().atomically(|tx| {
-            let Some(mut o) = tx.object(id)? else {
-                return Ok(None);
-            };
-            let Some(og) = o.original_gen.take() else {
-                return Ok(None);
-            };
-            let freed = o.original_stored_size;
-            o.original_sha256 = None;
-            o.original_stored_size = 0;
-            o.restore_until = None;
-            tx.update_object(&o)?;
-            tx.add_history(
-                &o,
-                &HistoryRow {
-                    at: now,
-                    event: Event::Expired,
-                    from_stage: o.stage,
-                    to_stage: o.stage,
-                    reason: format!("kept original dropped: {why} (fsck --repair)"),
-                    bytes_before: o.stored_size + freed,
-                    bytes_after: o.stored_size,
-                    path: None,
-                    policy_version: None,
-                },
-            )?;
-            Ok::<_, EngineError>(Some(og))
-        })?;
-        if let Some(og) = dropped {
-            self.store.remove(&self.store.original(id, og));
-        }
-        Ok(())
+        let reason = format!("kept original dropped: {why} (fsck --repair)");
+        self.drop_kept_original(id, &reason, self.clock.now())
     }
 
     /// Records hashes that a catalog from before schema 3 did not have.
