@@ -30,7 +30,7 @@ pub enum Severity {
 }
 
 /// What `--repair` does (or did) about a finding.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Repair {
     /// The startup recovery clears it.
@@ -320,9 +320,12 @@ fn check_object(
             progress,
         )?),
     };
-    let rebuild = match (&original_state, o.stage) {
-        (Some(FileState::Good { .. }), s) if s > 0 => Repair::RebuildFromOriginal,
-        _ => Repair::MarkLost,
+    let rebuildable = matches!(original_state, Some(FileState::Good { .. })) && o.stage > 0;
+    // Missing bytes: rebuilt, or the object is lost. Wrong bytes: rebuilt, or left for a human.
+    let (missing, wrong) = if rebuildable {
+        (Repair::RebuildFromOriginal, Repair::RebuildFromOriginal)
+    } else {
+        (Repair::MarkLost, Repair::None)
     };
     if o.writing && artifact.exists() {
         found(
@@ -345,7 +348,7 @@ fn check_object(
             FileState::Missing => found(
                 Severity::Damage,
                 format!("its backing file {} is missing", short(&artifact)),
-                rebuild.clone(),
+                missing,
             ),
             FileState::WrongSize(len) => found(
                 Severity::Damage,
@@ -354,11 +357,7 @@ fn check_object(
                     short(&artifact),
                     o.stored_size
                 ),
-                if rebuild == Repair::RebuildFromOriginal {
-                    rebuild.clone()
-                } else {
-                    Repair::None
-                },
+                wrong,
             ),
             FileState::WrongHash(h) => found(
                 Severity::Damage,
@@ -366,11 +365,7 @@ fn check_object(
                     "its backing file {} does not match its recorded SHA-256 (found {h})",
                     short(&artifact)
                 ),
-                if rebuild == Repair::RebuildFromOriginal {
-                    rebuild.clone()
-                } else {
-                    Repair::None
-                },
+                wrong,
             ),
         }
     }
@@ -483,22 +478,7 @@ fn mend(storage: &Path, findings: &[Finding]) -> Result<(), FsckError> {
             Repair::RebuildFromOriginal => engine.repair_from_original(id)?,
             Repair::MarkLost => engine.repair_lost(id, &f.problem)?,
             Repair::DropOriginal => engine.repair_drop_original(id, &f.problem)?,
-            Repair::RecordHash if hashes_recorded.insert(id) => {
-                let store_root = storage;
-                let o = engine.object_row(id)?;
-                let hash_of = |dir: &str, g: u64| {
-                    crate::engine::sha256_file(&store_root.join(dir).join(format!("{id}.{g}")))
-                };
-                let artifact = match o.artifact_sha256 {
-                    None => Some(hash_of("objects", o.generation)?),
-                    Some(_) => None,
-                };
-                let original = match (o.original_sha256, o.original_gen) {
-                    (None, Some(og)) => Some(hash_of("originals", og)?),
-                    _ => None,
-                };
-                engine.repair_record_hashes(id, artifact.as_deref(), original.as_deref())?;
-            }
+            Repair::RecordHash if hashes_recorded.insert(id) => engine.repair_record_hashes(id)?,
             _ => {}
         }
     }

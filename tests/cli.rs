@@ -128,3 +128,49 @@ fn client_commands_say_what_to_do_when_nothing_listens() {
     );
     assert!(line.contains("RUSTDB_URL"), "{line}");
 }
+
+/// A storage directory holds one `rustdb up` at a time; a second is refused and told which
+/// process has it. A damaged catalog is refused with what to do.
+#[test]
+fn cli_refuses_storage_in_use_and_a_damaged_catalog() {
+    require_mount!();
+    let mut inst = common::Instance::start(&[]);
+    let other = tempfile::tempdir().unwrap();
+    let up = |storage: &std::path::Path| {
+        rustdb(
+            &[
+                "up",
+                "--storage-dir",
+                storage.to_str().unwrap(),
+                "--mount",
+                other.path().join("m").to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            &[],
+        )
+    };
+    let (ok, out) = up(&inst.storage);
+    assert!(!ok);
+    let line = error_line(&out);
+    assert!(
+        line.contains("in use by another rustdb process")
+            && line.contains(&format!("pid {}", inst.pid())),
+        "{line}"
+    );
+    inst.stop();
+
+    let catalog = inst.storage.join("catalog.db");
+    let mut bytes = std::fs::read(&catalog).unwrap();
+    for b in bytes.iter_mut().skip(100).take(4000) {
+        *b = 0xA5;
+    }
+    std::fs::write(&catalog, bytes).unwrap();
+    let (ok, out) = up(&inst.storage);
+    assert!(!ok);
+    let line = error_line(&out);
+    assert!(
+        line.contains("is damaged") && line.contains("restore it from a backup"),
+        "{line}"
+    );
+}

@@ -550,3 +550,43 @@ fn policy_versions_reschedule_preview_and_are_named_in_history() {
     }
     assert_eq!(engine.tenant_policy(TENANT).version, 2);
 }
+
+/// A file opened for writing and closed without a write keeps its content and its decay: the
+/// writing mark goes at the close. Before, the mark stayed, a tick rewrote the file anyway, and
+/// the next start recorded the decayed artifact as the file's original (seen in the crash
+/// harness as a stage-0 file holding bytes nobody wrote).
+#[test]
+fn an_open_for_writing_without_writes_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::at(1_000_000));
+    let cfg = EngineConfig {
+        storage_dir: dir.path().to_path_buf(),
+        ..EngineConfig::default()
+    };
+    let force = TickOptions {
+        force: true,
+        ..Default::default()
+    };
+    let (id, original) = {
+        let engine = Engine::load(cfg.clone(), clock.clone()).unwrap();
+        let root = engine.tenant_root(TENANT).unwrap();
+        let (view, mut file) = engine.create(root, b"notes.txt", 0o644, 0, 0).unwrap();
+        file.write_all("a line of text\n".repeat(400).as_bytes())
+            .unwrap();
+        drop(file);
+        let id = view.node.ino;
+        engine.release(id, true, true);
+        let original = engine.object_row(id).unwrap().sha256;
+        // Opened for writing, closed without a write.
+        engine.open(id, None, true, false, None).unwrap();
+        engine.release(id, true, false);
+        assert!(!engine.object_row(id).unwrap().writing);
+        let report = engine.tick(Some(TENANT), force).unwrap();
+        assert_eq!(report.changed, 1, "{report:?}");
+        (id, original)
+    };
+    let engine = Engine::load(cfg, clock).unwrap();
+    let o = engine.object_row(id).unwrap();
+    assert_eq!(o.stage, 1, "the restart kept the decay");
+    assert_eq!(o.sha256, original, "the original is still the original");
+}

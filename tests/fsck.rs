@@ -273,3 +273,43 @@ fn fsck_refuses_storage_in_use_and_a_corrupt_catalog() {
     assert_eq!(code, 2);
     assert!(stderr.contains("holds no catalog.db"), "{stderr}");
 }
+
+/// A catalog from before schema 3 has no hashes for decayed artifacts: fsck says so (a note,
+/// exit 0), and `--repair` records them from the files (exit 1), after which nothing is left
+/// to note.
+#[test]
+fn fsck_records_hashes_an_older_catalog_lacks() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let e = engine(dir.path());
+        put(&e, "a.txt", &text(1));
+        e.tick(
+            Some(TENANT),
+            TickOptions {
+                force: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let conn = rusqlite::Connection::open(dir.path().join("catalog.db")).unwrap();
+    conn.execute(
+        "UPDATE objects SET artifact_sha256 = NULL, original_sha256 = NULL",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let (code, report, _) = fsck(dir.path(), &[]);
+    assert_eq!(code, 0, "{report:#}");
+    let notes = findings_of(&report, "findings");
+    assert_eq!(notes.len(), 2, "artifact and kept original: {report:#}");
+    assert!(notes
+        .iter()
+        .all(|(_, s, r)| s == "note" && r == "record_hash"));
+    let (code, report, stderr) = fsck(dir.path(), &["--repair"]);
+    assert_eq!(code, 1, "{report:#} {stderr}");
+    assert!(findings_of(&report, "findings").is_empty(), "{report:#}");
+    let (code, report, _) = fsck(dir.path(), &[]);
+    assert_eq!(code, 0);
+    assert!(findings_of(&report, "findings").is_empty(), "{report:#}");
+}

@@ -120,6 +120,14 @@ impl<B: Backend> RustFs<B> {
         self.file_attr(&attr)
     }
 
+    /// Answers a lookup or a call that made a name with the node's attributes.
+    fn reply_entry(&self, reply: ReplyEntry, found: Result<Attr, FsError>) {
+        match found {
+            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
+            Err(e) => reply.error(e.errno()),
+        }
+    }
+
     /// The size of the bytes an open handle of `node` reads, if one is open.
     fn open_size(&self, node: u64) -> Option<u64> {
         let handles = self.handles.lock();
@@ -425,10 +433,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
             generation = found.as_ref().ok().map(|a| a.generation),
             "lookup"
         );
-        match found {
-            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(e.errno()),
-        }
+        self.reply_entry(reply, found);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -495,13 +500,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self
+        let made = self
             .backend
-            .mkdir(self.ino(parent), name, mode & !umask, &accessor(req))
-        {
-            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(e.errno()),
-        }
+            .mkdir(self.ino(parent), name, mode & !umask, &accessor(req));
+        self.reply_entry(reply, made);
     }
 
     fn mknod(
@@ -519,13 +521,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
             return;
         };
         let perm = mode & !umask & 0o7777;
-        match self
+        let made = self
             .backend
-            .mknod(self.ino(parent), name, kind, perm, rdev, &accessor(req))
-        {
-            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(e.errno()),
-        }
+            .mknod(self.ino(parent), name, kind, perm, rdev, &accessor(req));
+        self.reply_entry(reply, made);
     }
 
     fn link(
@@ -536,13 +535,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        match self
+        let made = self
             .backend
-            .link(self.ino(ino), self.ino(newparent), newname)
-        {
-            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(e.errno()),
-        }
+            .link(self.ino(ino), self.ino(newparent), newname);
+        self.reply_entry(reply, made);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -568,13 +564,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self
+        let made = self
             .backend
-            .symlink(self.ino(parent), link_name, target, &accessor(req))
-        {
-            Ok(attr) => reply.entry(&TTL, &self.file_attr(&attr), Generation(0)),
-            Err(e) => reply.error(e.errno()),
-        }
+            .symlink(self.ino(parent), link_name, target, &accessor(req));
+        self.reply_entry(reply, made);
     }
 
     fn rename(
@@ -743,7 +736,9 @@ impl<B: Backend> Filesystem for RustFs<B> {
         // Every close of a duplicate flushes too, so the handle stays a writer until release.
         if let Some(h) = self.handle(fh) {
             if h.writable {
-                self.backend.flush(h.ino, h.wrote.load(Ordering::Acquire));
+                // `wrote` counts writes through RustDB since the last flush.
+                self.backend
+                    .flush(h.ino, h.wrote.swap(false, Ordering::AcqRel));
             }
         }
         reply.ok();

@@ -627,10 +627,10 @@ impl Engine {
 
     /// (size, mtime in ns) of the current backing file of `ino`.
     fn artifact_stamp(&self, ino: u64) -> Option<(u64, i64)> {
-        use std::os::unix::fs::MetadataExt;
         let o = self.catalog.lock().read().object(ino).ok()??;
         let meta = std::fs::metadata(self.store.artifact(o.id, o.generation)).ok()?;
-        Some((meta.len(), meta.mtime() * 1_000_000_000 + meta.mtime_nsec()))
+        let live = LiveStat::of(&meta);
+        Some((live.size, live.mtime_ns))
     }
 
     pub fn setattr(&self, ino: u64, set: &SetAttrs) -> Result<NodeView> {

@@ -2,7 +2,7 @@
 //! Each one records why in the object's history.
 
 use super::lifecycle::RestoreFor;
-use super::namespace::record_deletion;
+use super::namespace::{record_deletion, sha256_file};
 use super::{Engine, EngineError, Result};
 
 impl Engine {
@@ -46,23 +46,24 @@ impl Engine {
         self.drop_kept_original(id, &reason, self.clock.now())
     }
 
-    /// Records hashes that a catalog from before schema 3 did not have.
-    pub fn repair_record_hashes(
-        &self,
-        id: u64,
-        artifact: Option<&str>,
-        original: Option<&str>,
-    ) -> Result<()> {
+    /// Records the hashes of the artifact and kept original that a catalog from before
+    /// schema 3 did not have, from the files as they are now.
+    pub fn repair_record_hashes(&self, id: u64) -> Result<()> {
+        let o = self.object_row(id)?;
+        let artifact = match o.artifact_sha256 {
+            None => Some(sha256_file(&self.store.artifact(id, o.generation))?),
+            Some(_) => None,
+        };
+        let original = match (o.original_sha256, o.original_gen) {
+            (None, Some(og)) => Some(sha256_file(&self.store.original(id, og))?),
+            _ => None,
+        };
         self.catalog.lock().atomically(|tx| {
             let Some(mut o) = tx.object(id)? else {
                 return Ok(());
             };
-            if let Some(h) = artifact {
-                o.artifact_sha256.get_or_insert_with(|| h.to_owned());
-            }
-            if let Some(h) = original {
-                o.original_sha256.get_or_insert_with(|| h.to_owned());
-            }
+            o.artifact_sha256 = o.artifact_sha256.or(artifact);
+            o.original_sha256 = o.original_sha256.or(original);
             tx.update_object(&o)?;
             Ok::<_, EngineError>(())
         })
