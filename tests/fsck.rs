@@ -45,6 +45,14 @@ fn put(e: &Engine, name: &str, bytes: &[u8]) -> u64 {
     view.node.ino
 }
 
+fn force_tick(e: &Engine) -> rustdb::engine::TickReport {
+    let force = TickOptions {
+        force: true,
+        ..Default::default()
+    };
+    e.tick(Some(TENANT), force).unwrap()
+}
+
 fn fsck(dir: &Path, extra: &[&str]) -> (i32, serde_json::Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_rustdb"))
         .arg("fsck")
@@ -89,11 +97,7 @@ fn fsck_reports_each_kind_of_damage_and_repairs_what_it_can() {
         // Decayed with a kept original: a damaged artifact can be rebuilt, a lost original dropped.
         rebuilt = put(&e, "rebuilt.txt", &text(1));
         no_original = put(&e, "kept.txt", &text(2));
-        let force = TickOptions {
-            force: true,
-            ..Default::default()
-        };
-        let report = e.tick(Some(TENANT), force).unwrap();
+        let report = force_tick(&e);
         assert_eq!(report.changed, 2, "{report:?}");
         // Stage 0, nothing to rebuild from.
         lost = put(&e, "lost.txt", &text(3));
@@ -213,14 +217,7 @@ fn fsck_of_clean_storage_exits_zero() {
         let e = engine(dir.path());
         put(&e, "a.txt", &text(1));
         put(&e, "b.txt", &text(2));
-        e.tick(
-            Some(TENANT),
-            TickOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        force_tick(&e);
     }
     let (code, report, stderr) = fsck(dir.path(), &[]);
     assert_eq!(code, 0, "{report:#} {stderr}");
@@ -283,14 +280,7 @@ fn fsck_records_hashes_an_older_catalog_lacks() {
     {
         let e = engine(dir.path());
         put(&e, "a.txt", &text(1));
-        e.tick(
-            Some(TENANT),
-            TickOptions {
-                force: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        force_tick(&e);
     }
     let conn = rusqlite::Connection::open(dir.path().join("catalog.db")).unwrap();
     conn.execute(
