@@ -618,7 +618,7 @@ fn crash_sigkill_at_random_moments_loses_nothing() {
         verify(&inst, &model, &format!("seed {seed}, after the restart"));
     }
     inst.stop();
-    let (code, report) = fsck_after_stop(&inst);
+    let (code, report) = inst.fsck();
     assert_eq!(code, 0, "after a clean stop the storage is clean: {report}");
     figure(&format!(
         "crash harness: {iterations} SIGKILLs at random moments (seeds 1..={iterations}), {ops} operations, {checked} path checks after the restarts, fsck clean at the end ({:.0} s)",
@@ -680,26 +680,13 @@ fn crash_at_every_fault_point_loses_nothing() {
         let report = inst.force_tick();
         assert_eq!(report["failed"], 0, "{point}: {report}");
         inst.stop();
-        let (code, report) = fsck_after_stop(&inst);
+        let (code, report) = inst.fsck();
         assert_eq!(code, 0, "{point}: {report}");
     }
     figure(&format!(
         "fault points: a crash at each of {} steps of the write and rewrite paths lost nothing",
         crashed.len()
     ));
-}
-
-fn fsck_after_stop(inst: &Instance) -> (i32, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rustdb"))
-        .args(["fsck", "--storage-dir"])
-        .arg(&inst.storage)
-        .env("RUSTDB_LOG", "warn")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
-    )
 }
 
 fn tail(log: &str) -> String {

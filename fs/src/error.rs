@@ -40,6 +40,16 @@ pub enum FsError {
 }
 
 impl FsError {
+    /// The errno of a call on a node the kernel holds (rather than on a name): a node whose file
+    /// has gone meanwhile (a purge by the engine) is stale, so the kernel looks the path up once
+    /// more, as it does for NFS, and an `open(O_CREAT)` creates the file instead of failing.
+    pub(crate) fn node_errno(&self) -> Errno {
+        match self {
+            FsError::NotFound => Errno::ESTALE,
+            other => other.errno(),
+        }
+    }
+
     pub(crate) fn errno(&self) -> Errno {
         match self {
             FsError::NotFound => Errno::ENOENT,

@@ -40,6 +40,8 @@ struct Handle {
     writable: bool,
     wrote: AtomicBool,
     passthrough: bool,
+    /// The file's attributes at the open, for `fstat` once the file has no name left.
+    attr_at_open: Option<Attr>,
 }
 
 /// One backing registration per kernel node, shared by all its passthrough handles.
@@ -147,7 +149,14 @@ impl<B: Backend> RustFs<B> {
     }
 
     /// Registers the handle and answers the kernel, with passthrough when possible.
-    fn install(&self, node: u64, ino: u64, writable: bool, opened: Opened) -> Installed {
+    fn install(
+        &self,
+        node: u64,
+        ino: u64,
+        writable: bool,
+        opened: Opened,
+        attr_at_open: Option<Attr>,
+    ) -> Installed {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let (data, backing) = match opened.data {
             OpenData::File(file) => {
@@ -170,6 +179,7 @@ impl<B: Backend> RustFs<B> {
                 writable,
                 wrote: AtomicBool::new(false),
                 passthrough,
+                attr_at_open,
             }),
         );
         Installed { fh, backing }
@@ -206,9 +216,18 @@ impl<B: Backend> RustFs<B> {
         }
     }
 
-    /// Attributes of an unlinked file through one of its open handles.
+    /// Attributes of an open file that has no name left: unlinked (as it was then), or purged
+    /// by the engine (as it was at the open).
     fn unlinked_attr(&self, node: u64) -> Option<FileAttr> {
-        let mut attr = self.unlinked.lock().get(&self.ids.decode(node).0)?.clone();
+        let ino = self.ids.decode(node).0;
+        let remembered = self.unlinked.lock().get(&ino).cloned();
+        let mut attr = remembered.or_else(|| {
+            let handles = self.handles.lock();
+            let h = handles.values().find(|h| h.ino == ino)?;
+            let mut a = h.attr_at_open.clone()?;
+            a.nlink = 0;
+            Some(a)
+        })?;
         if let Some(size) = self.open_size(node) {
             attr.size = size;
             attr.blocks = size.div_ceil(512);
@@ -245,8 +264,9 @@ impl<B: Backend> RustFs<B> {
         ino: u64,
         writable: bool,
         opened: Opened,
+        attr_at_open: Option<Attr>,
     ) {
-        let installed = self.install(node, ino, writable, opened);
+        let installed = self.install(node, ino, writable, opened, attr_at_open);
         let fh = FileHandle(installed.fh);
         match installed.backing {
             BackingPlan::None => reply.plain(fh),
@@ -284,6 +304,7 @@ impl<B: Backend> RustFs<B> {
                 writable: h.writable,
                 wrote: AtomicBool::new(h.wrote.load(Ordering::Relaxed)),
                 passthrough: false,
+                attr_at_open: h.attr_at_open.clone(),
             };
             handles.insert(fh, Arc::new(h));
         }
@@ -441,9 +462,9 @@ impl<B: Backend> Filesystem for RustFs<B> {
             Ok(attr) => reply.attr(&TTL, &self.node_attr(ino.0, attr)),
             Err(FsError::NotFound) => match self.unlinked_attr(ino.0) {
                 Some(attr) => reply.attr(&Duration::ZERO, &attr),
-                None => reply.error(FsError::NotFound.errno()),
+                None => reply.error(FsError::NotFound.node_errno()),
             },
-            Err(e) => reply.error(e.errno()),
+            Err(e) => reply.error(e.node_errno()),
         }
     }
 
@@ -480,14 +501,17 @@ impl<B: Backend> Filesystem for RustFs<B> {
         }
         match self.backend.setattr(self.ino(ino), &changes) {
             Ok(attr) => reply.attr(&TTL, &self.node_attr(ino.0, attr)),
-            Err(e) => reply.error(e.errno()),
+            Err(e) => {
+                debug!(node = ino.0, error = %e, "setattr refused");
+                reply.error(e.node_errno())
+            }
         }
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.backend.readlink(self.ino(ino)) {
             Ok(target) => reply.data(&target),
-            Err(e) => reply.error(e.errno()),
+            Err(e) => reply.error(e.node_errno()),
         }
     }
 
@@ -604,6 +628,8 @@ impl<B: Backend> Filesystem for RustFs<B> {
         let mode = open_mode(flags.0);
         let writable = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         debug!(node = ino.0, ino = cat_ino, generation, writable, "open");
+        // Taken before the open: a purge may take the file's name and row right after it.
+        let attr_at_open = self.backend.getattr(cat_ino).ok();
         match self.backend.open(cat_ino, generation, mode, &accessor(req)) {
             Ok(opened) => {
                 if writable && matches!(opened.data, OpenData::Reader(_)) {
@@ -612,11 +638,11 @@ impl<B: Backend> Filesystem for RustFs<B> {
                     reply.error(FsError::Io(e).errno());
                     return;
                 }
-                self.answer_open(reply, ino.0, cat_ino, writable, opened)
+                self.answer_open(reply, ino.0, cat_ino, writable, opened, attr_at_open)
             }
             Err(e) => {
                 debug!(ino = cat_ino, error = %e, "open refused");
-                reply.error(e.errno())
+                reply.error(e.node_errno())
             }
         }
     }
@@ -859,14 +885,14 @@ impl<B: Backend> Filesystem for RustFs<B> {
         };
         match self.backend.setxattr(self.ino(ino), name, value, mode) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.errno()),
+            Err(e) => reply.error(e.node_errno()),
         }
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         match self.backend.getxattr(self.ino(ino), name) {
             Ok(value) => xattr_reply(reply, size, &value),
-            Err(e) => reply.error(e.errno()),
+            Err(e) => reply.error(e.node_errno()),
         }
     }
 
@@ -880,14 +906,14 @@ impl<B: Backend> Filesystem for RustFs<B> {
                 }
                 xattr_reply(reply, size, &buf)
             }
-            Err(e) => reply.error(e.errno()),
+            Err(e) => reply.error(e.node_errno()),
         }
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.backend.removexattr(self.ino(ino), name) {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(e.errno()),
+            Err(e) => reply.error(e.node_errno()),
         }
     }
 
@@ -935,6 +961,7 @@ impl<B: Backend> Filesystem for RustFs<B> {
                     attr.ino,
                     true,
                     opened,
+                    Some(attr),
                 )
             }
             Err(e) => reply.error(e.errno()),

@@ -47,6 +47,18 @@ pub struct TickReport {
     pub changes: Vec<TickChange>,
 }
 
+/// Whether `cur` is still the object a step read as `snapshot`: same generation and stage, the
+/// same recorded bytes (writes go to the artifact in place, keeping its generation), not
+/// deleted, and no writing mark (content not yet recorded). A step commits only then.
+fn unchanged_since(cur: &ObjectRow, snapshot: &ObjectRow) -> bool {
+    cur.generation == snapshot.generation
+        && cur.stage == snapshot.stage
+        && cur.artifact_sha256 == snapshot.artifact_sha256
+        && cur.stored_size == snapshot.stored_size
+        && cur.deleted_at.is_none()
+        && !cur.writing
+}
+
 /// What a stage is made of, per kind.
 enum Plan {
     Transform,
@@ -280,7 +292,7 @@ impl Engine {
             }
             return Ok(Step::Unchanged);
         }
-        if self.writers_settled(object.id) > 0 {
+        if self.writers_settled(object.id) > 0 || self.writer_expected(object.id) {
             tracing::debug!(object = object.id, "open for writing: not rewritten");
             return Ok(Step::Unchanged);
         }
@@ -318,6 +330,12 @@ impl Engine {
             Err(e) => {
                 if dry_run {
                     return Ok(Step::Failed);
+                }
+                if !self.still_current(&object)? {
+                    // A writer or a restore moved the file on while it was read:
+                    // not the transform's fault; the next tick looks again.
+                    tracing::debug!(object = object.id, error = %e, "changed while transformed");
+                    return Ok(Step::Unchanged);
                 }
                 return self.record_failure(&object, target, now, &e.to_string(), version);
             }
@@ -378,15 +396,22 @@ impl Engine {
             });
         }
         let c = candidate.expect("checked above");
-        let new_gen = object.generation + 1;
-        let dest = self.store.artifact(object.id, new_gen);
-        // Until the commit, the new generation is ours to remove when a step fails.
+        let new_gen = self.reserve_generation(object.id)?;
+        let dest = self.store.artifact(object.id, new_gen.generation);
+        // Until the commit, the new generation is ours to remove when a step fails (before
+        // the reservation goes: locals drop in reverse order).
         let published = TempGuard(Some(dest.clone()));
         self.store.publish(&c.tmp, &dest)?;
         std::mem::forget(guard);
         let reason = reason_for(&c.note);
-        let committed =
-            self.commit_stage(&object, decision, Some(&c), kept_original, &reason, now)?;
+        let committed = self.commit_stage(
+            &object,
+            decision,
+            Some((&c, new_gen.generation)),
+            kept_original,
+            &reason,
+            now,
+        )?;
         if !committed {
             return Ok(Step::Unchanged);
         }
@@ -410,7 +435,7 @@ impl Engine {
         &self,
         snapshot: &ObjectRow,
         decision: Decision<'_>,
-        candidate: Option<&Candidate>,
+        candidate: Option<(&Candidate, u64)>,
         keep_original: bool,
         reason: &str,
         now: i64,
@@ -425,6 +450,7 @@ impl Engine {
         if opens
             .get(&snapshot.id)
             .is_some_and(|o| o.writers > 0 || o.dirty)
+            || self.writer_expected(snapshot.id)
         {
             return Ok(false);
         }
@@ -433,12 +459,7 @@ impl Engine {
             let Some(mut o) = tx.object(snapshot.id)? else {
                 return Ok(false);
             };
-            // A writing mark means content not yet recorded: never rewrite over it.
-            if o.generation != snapshot.generation
-                || o.stage != snapshot.stage
-                || o.deleted_at.is_some()
-                || o.writing
-            {
+            if !unchanged_since(&o, snapshot) {
                 return Ok(false);
             }
             let before = o.stored_size;
@@ -449,8 +470,8 @@ impl Engine {
                 o.original_sha256 = o.artifact_sha256.clone();
                 o.restore_until = Some(now + policy.restore_window_sec);
             }
-            if let Some(c) = candidate {
-                o.generation += 1;
+            if let Some((c, generation)) = candidate {
+                o.generation = generation;
                 o.format = c.format.clone();
                 o.encoding = c.encoding;
                 o.size = c.size;
@@ -481,6 +502,25 @@ impl Engine {
             Ok::<_, EngineError>(true)
         })?;
         Ok(done)
+    }
+
+    /// A generation number for a new artifact of `id` that no other rewrite holds or has
+    /// committed (see `generations.rs`).
+    fn reserve_generation(&self, id: u64) -> Result<super::generations::Reservation<'_>> {
+        self.generations.reserve(id, || {
+            Ok(self
+                .catalog
+                .lock()
+                .read()
+                .object(id)?
+                .map_or(0, |o| o.generation))
+        })
+    }
+
+    /// Whether the catalog still holds the object as `snapshot` (see `unchanged_since`).
+    fn still_current(&self, snapshot: &ObjectRow) -> Result<bool> {
+        let cur = self.catalog.lock().read().object(snapshot.id)?;
+        Ok(cur.is_some_and(|cur| unchanged_since(&cur, snapshot)))
     }
 
     fn update_if_current(
@@ -671,8 +711,7 @@ impl Engine {
             let Some(mut cur) = tx.object(o.id)? else {
                 return Ok(false);
             };
-            if cur.generation != o.generation || cur.deleted_at.is_some() || cur.hold || cur.writing
-            {
+            if !unchanged_since(&cur, o) || cur.hold {
                 return Ok(false);
             }
             let before = cur.stored_size + cur.original_stored_size;
@@ -807,8 +846,8 @@ impl Engine {
                 o.sha256
             )));
         }
-        let new_gen = o.generation + 1;
-        let dest = self.store.artifact(id, new_gen);
+        let new_gen = self.reserve_generation(id)?;
+        let dest = self.store.artifact(id, new_gen.generation);
         self.store.publish(&tmp, &dest)?;
         std::mem::forget(guard);
         let size = std::fs::metadata(&dest)?.len();
@@ -829,12 +868,12 @@ impl Engine {
             let Some(mut cur) = tx.object(id)? else {
                 return Ok(None);
             };
-            if cur.generation != o.generation || cur.deleted_at.is_some() {
+            if !unchanged_since(&cur, &o) {
                 return Ok(None);
             }
             let from = cur.stage;
             let before = cur.stored_size + cur.original_stored_size;
-            cur.generation = new_gen;
+            cur.generation = new_gen.generation;
             cur.back_to_original(now, size);
             cur.format = detected.format.clone();
             cur.kind = detected.kind.as_str().to_string();
@@ -1009,8 +1048,8 @@ impl Engine {
         let tmp = self.store.temp(&format!("{}-thaw", o.id));
         let guard = TempGuard(Some(tmp.clone()));
         binary::decompress_file(&self.store.artifact(o.id, o.generation), &tmp)?;
-        let new_gen = o.generation + 1;
-        let dest = self.store.artifact(o.id, new_gen);
+        let new_gen = self.reserve_generation(o.id)?;
+        let dest = self.store.artifact(o.id, new_gen.generation);
         self.store.publish(&tmp, &dest)?;
         std::mem::forget(guard);
         let now = self.clock.now();
@@ -1025,7 +1064,7 @@ impl Engine {
                 return Ok(None);
             }
             let from = cur.stage;
-            cur.generation = new_gen;
+            cur.generation = new_gen.generation;
             let size = cur.size;
             // Decoded bytes are the original: the kept original (if any) is no longer needed.
             if let Some(og) = cur.back_to_original(now, size) {

@@ -1,6 +1,7 @@
 //! The engine: one catalog, one store, the decay rules and the transforms, behind plain methods
 //! that the FUSE adapter, the API and the scheduler call. It knows nothing of FUSE or HTTP.
 
+mod generations;
 mod lifecycle;
 mod namespace;
 mod objects;
@@ -154,6 +155,11 @@ pub struct Engine {
     heat: HeatBuffer,
     listener: RwLock<Option<Arc<dyn ChangeListener>>>,
     tick_lock: Mutex<()>,
+    generations: generations::Generations,
+    /// Objects decoded for a writer whose open was answered ESTALE: until the writer's retry
+    /// opens the new generation (or the deadline passes), no rewrite may take it away again.
+    /// A leaf lock.
+    thawed_for_writer: Mutex<HashMap<u64, std::time::Instant>>,
     /// The current policy version of each tenant that has one stored.
     policies: RwLock<HashMap<String, Arc<PolicyVersion>>>,
     policy_change: Mutex<()>,
@@ -186,6 +192,8 @@ impl Engine {
             heat: HeatBuffer::default(),
             listener: RwLock::new(None),
             tick_lock: Mutex::new(()),
+            generations: Default::default(),
+            thawed_for_writer: Mutex::new(HashMap::new()),
             policies: RwLock::new(policies),
             policy_change: Mutex::new(()),
             counters: Mutex::new(HashMap::new()),
@@ -357,6 +365,14 @@ impl Engine {
             .get(&id)
             .map(|o| o.writers + u32::from(o.dirty))
             .unwrap_or(0)
+    }
+
+    /// Whether a writer is about to open `id` (see `thawed_for_writer`).
+    fn writer_expected(&self, id: u64) -> bool {
+        let mut expected = self.thawed_for_writer.lock();
+        let now = std::time::Instant::now();
+        expected.retain(|_, until| *until > now);
+        expected.contains_key(&id)
     }
 
     /// Open writers, after waiting briefly for writers that are closing. A writer whose

@@ -13,6 +13,10 @@ use crate::catalog::{Encoding, Event, HistoryRow, NodeRow, NodeType, ObjectRow, 
 use crate::faults::fault_point;
 use crate::transform::binary::ChunkedReader;
 use crate::transform::detect::detect;
+
+/// How long a file decoded for a writer is kept from rewrites while the kernel, told ESTALE,
+/// looks the name up again and retries the open.
+const WRITER_RETRY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::transform::Detected;
 
 /// A node with its object, when it is a file.
@@ -500,7 +504,26 @@ impl Engine {
         truncate: bool,
         opener: Option<&str>,
     ) -> Result<OpenedArtifact> {
-        let object = self.live_object(ino)?.ok_or(EngineError::NoEntry)?;
+        // A node whose object went (a purge) or moved on (a rewrite) answers ESTALE: the kernel
+        // then looks the name up once more and opens what is there now (or creates it).
+        let mut object = self.live_object(ino)?.ok_or(EngineError::Stale)?;
+        let mut attempts = 0;
+        while write && object.encoding == Encoding::Chunked {
+            // Writers need plain bytes: decode to a new generation, then have the kernel look
+            // the name up again so the writer opens that generation. A stale node decodes too,
+            // so its one retry is not spent on a second ESTALE; so does a decode that lost a
+            // race with a tick.
+            match self.thaw(&object) {
+                Ok(_) => {
+                    let until = std::time::Instant::now() + WRITER_RETRY_GRACE;
+                    self.thawed_for_writer.lock().insert(ino, until);
+                    return Err(EngineError::Stale);
+                }
+                Err(EngineError::Stale) if attempts < 5 => attempts += 1,
+                Err(e) => return Err(e),
+            }
+            object = self.live_object(ino)?.ok_or(EngineError::Stale)?;
+        }
         if generation.is_some_and(|g| g & 0xffff != object.generation & 0xffff) {
             return Err(EngineError::Stale);
         }
@@ -515,18 +538,13 @@ impl Engine {
                 c.accesses_counted += 1;
             }
         });
-        if write && object.encoding == Encoding::Chunked {
-            // Writers need plain bytes: decode to a new generation, then have the kernel look
-            // the name up again so the writer opens that generation.
-            self.thaw(&object)?;
-            return Err(EngineError::Stale);
-        }
         let path = self.store.artifact(object.id, object.generation);
         match object.encoding {
             Encoding::Plain => {
                 let file = OpenOptions::new().read(true).write(true).open(&path)?;
                 if write {
                     self.mark_writing(object.id)?;
+                    self.thawed_for_writer.lock().remove(&object.id);
                 }
                 if truncate {
                     file.set_len(0)?;
@@ -636,13 +654,11 @@ impl Engine {
     pub fn setattr(&self, ino: u64, set: &SetAttrs) -> Result<NodeView> {
         let now = self.clock.now_ns();
         if let Some(size) = set.size {
-            let object = self
-                .catalog
-                .lock()
-                .read()
-                .object(ino)?
-                .filter(|o| o.deleted_at.is_none())
-                .ok_or(EngineError::IsDir)?;
+            let node = self.node(ino)?;
+            let object = self.live_object(ino)?.ok_or(match node.node_type {
+                NodeType::File => EngineError::NoEntry,
+                _ => EngineError::IsDir,
+            })?;
             let object = if object.encoding == Encoding::Chunked {
                 self.thaw(&object)?
             } else {

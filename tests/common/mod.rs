@@ -236,6 +236,22 @@ impl Instance {
         body
     }
 
+    /// `rustdb fsck` on the storage directory (the process must be stopped): exit code and
+    /// what it printed.
+    pub fn fsck(&self) -> (i32, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_rustdb"))
+            .args(["fsck", "--storage-dir"])
+            .arg(&self.storage)
+            .env("RUSTDB_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    }
+
     /// The API's view of the object at `rel` (a path relative to the mount).
     pub fn object(&self, rel: &str) -> Option<serde_json::Value> {
         let list = self.get("/objects?include_deleted=true");
@@ -253,6 +269,10 @@ impl Drop for Instance {
     fn drop(&mut self) {
         if self.child.is_some() {
             self.kill();
+        }
+        if std::thread::panicking() && std::env::var_os("RUSTDB_KEEP_FAILED").is_some() {
+            let kept = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()).keep();
+            eprintln!("RUSTDB_KEEP_FAILED: kept {}", kept.display());
         }
     }
 }
