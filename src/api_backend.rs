@@ -87,6 +87,7 @@ impl ApiBackend {
 /// The one place engine errors become API errors (the API picks the status).
 fn api_error(e: EngineError) -> BackendError {
     match e {
+        e if e.is_no_space() => BackendError::NoSpace(e.to_string()),
         EngineError::NotFound(id) => BackendError::NotFound(id),
         // Refused in the object's state (a legal hold): a conflict, as HTTP sees it.
         EngineError::Conflict(m) | EngineError::NotPermitted(m) => BackendError::Conflict(m),

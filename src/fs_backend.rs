@@ -30,6 +30,7 @@ impl MountBackend {
 /// The one place engine errors become filesystem errors.
 fn fs_error(e: EngineError) -> FsError {
     match e {
+        e if e.is_no_space() => FsError::NoSpace,
         EngineError::NotFound(_) | EngineError::NoEntry => FsError::NotFound,
         EngineError::Exists => FsError::Exists,
         EngineError::NotDir => FsError::NotDir,
@@ -42,7 +43,6 @@ fn fs_error(e: EngineError) -> FsError {
         EngineError::NoAttr => FsError::NoAttr,
         EngineError::Unsupported => FsError::NotSupported,
         EngineError::Conflict(m) => FsError::Busy(m),
-        EngineError::Io(e) if e.raw_os_error() == Some(libc::ENOSPC) => FsError::NoSpace,
         EngineError::Io(e) => FsError::Io(e),
         other => {
             tracing::error!(error = %other, "engine failure behind a filesystem call");

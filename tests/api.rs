@@ -10,55 +10,9 @@ use std::net::TcpStream;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
-use common::{Instance, KEY};
+use common::{exchange, Instance, KEY};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-
-/// One request with `Connection: close`; the body is written by `write_body` so it can stream.
-/// Answers (status, head, body).
-fn exchange(
-    port: u16,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    content_length: u64,
-    write_body: impl FnOnce(&mut TcpStream) -> std::io::Result<()>,
-) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(300)))
-        .unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nX-API-Key: {KEY}\r\n\
-         Content-Length: {content_length}\r\nConnection: close\r\n"
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).unwrap();
-    write_body(&mut stream).unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).unwrap();
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let mut body = raw[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = common::dechunk(&body);
-    }
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head, body)
-}
 
 fn upload(inst: &Instance, path: &str, data: &[u8]) -> Value {
     let (status, _, body) = exchange(

@@ -124,6 +124,9 @@ pub enum BackendError {
     /// One field's value is unacceptable. 422 `invalid` naming the field.
     #[error("{field}: {reason}")]
     InvalidField { field: String, reason: String },
+    /// The storage file system is full. 507 `insufficient_storage`; nothing was changed.
+    #[error("no space left on the storage device: {0}")]
+    NoSpace(String),
     /// Anything else. 500 `internal`; the detail is logged, never sent to the client.
     #[error("internal: {0}")]
     Internal(String),

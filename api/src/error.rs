@@ -60,6 +60,10 @@ pub enum ApiError {
     /// A `Range` outside the artifact. 416 `range_not_satisfiable`.
     #[error("range not satisfiable: the artifact has {size} bytes")]
     RangeNotSatisfiable { size: u64 },
+    /// The storage file system is full; nothing was stored. 507 `insufficient_storage`. The
+    /// detail is logged; the client is told to try again once space is freed.
+    #[error("no space left on the storage device: {0}")]
+    InsufficientStorage(String),
     /// A failure that is not the client's; the detail is logged, the client sees
     /// "internal error". 500 `internal`.
     #[error("internal: {0}")]
@@ -85,6 +89,9 @@ impl ApiError {
             ApiError::RangeNotSatisfiable { .. } => {
                 (StatusCode::RANGE_NOT_SATISFIABLE, "range_not_satisfiable")
             }
+            ApiError::InsufficientStorage(_) => {
+                (StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -93,6 +100,10 @@ impl ApiError {
     fn public_message(&self) -> String {
         match self {
             ApiError::Internal(_) => "internal error".to_owned(),
+            ApiError::InsufficientStorage(_) => {
+                "no space left on the storage device; nothing was stored: free space and try again"
+                    .to_owned()
+            }
             other => other.to_string(),
         }
     }
@@ -107,6 +118,7 @@ impl From<BackendError> for ApiError {
             BackendError::InvalidField { field, reason } => {
                 ApiError::InvalidField { field, reason }
             }
+            BackendError::NoSpace(detail) => ApiError::InsufficientStorage(detail),
             BackendError::Internal(detail) => ApiError::Internal(detail),
         }
     }
@@ -115,8 +127,10 @@ impl From<BackendError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        if let ApiError::Internal(detail) = &self {
-            tracing::error!(%detail, "internal error");
+        match &self {
+            ApiError::Internal(detail) => tracing::error!(%detail, "internal error"),
+            ApiError::InsufficientStorage(detail) => tracing::warn!(%detail, "storage full"),
+            _ => {}
         }
         let field = match &self {
             ApiError::InvalidField { field, .. } => Some(field.clone()),
@@ -162,6 +176,11 @@ mod tests {
                 BackendError::Invalid("bad".into()),
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid",
+            ),
+            (
+                BackendError::NoSpace("catalog: database or disk is full".into()),
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
             ),
             (
                 BackendError::Internal("disk".into()),

@@ -114,6 +114,7 @@ pub struct IdempotencyLocks {
         (status = 403, body = ErrorBody, description = "A reader key"),
         (status = 409, body = ErrorBody, description = "The path exists"),
         (status = 413, body = ErrorBody, description = "Above the upload limit"),
+        (status = 507, body = ErrorBody, description = "The storage device is full; nothing was stored"),
         (status = 422, body = ErrorBody, description = "A bad path or value; `field` names it"),
     ),
     security(("api_key" = [])))]
@@ -163,6 +164,7 @@ pub async fn upload(
         (status = 403, body = ErrorBody, description = "A reader key"),
         (status = 409, body = ErrorBody, description = "The path exists"),
         (status = 413, body = ErrorBody),
+        (status = 507, body = ErrorBody, description = "The storage device is full; nothing was stored"),
         (status = 422, body = ErrorBody),
     ),
     security(("api_key" = [])))]
@@ -191,6 +193,7 @@ pub async fn create_object(
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody, description = "A reader key"),
         (status = 413, body = ErrorBody),
+        (status = 507, body = ErrorBody, description = "The storage device is full; nothing was stored"),
         (status = 422, body = ErrorBody),
     ),
     security(("api_key" = [])))]
@@ -421,9 +424,14 @@ impl UploadFile {
     }
 }
 
-/// Disk trouble while receiving: a full disk is the server's condition, not the client's fault.
+/// Disk trouble while receiving: the server's condition, not the client's fault. A full disk is
+/// 507, so the client knows to retry once space is freed.
 fn io_error(what: &str, e: std::io::Error) -> ApiError {
-    ApiError::Internal(format!("{what}: {e}"))
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        ApiError::InsufficientStorage(format!("{what}: {e}"))
+    } else {
+        ApiError::Internal(format!("{what}: {e}"))
+    }
 }
 
 /// Reads a whole (JSON) body of at most `limit` bytes.

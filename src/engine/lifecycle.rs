@@ -331,6 +331,12 @@ impl Engine {
                 if dry_run {
                     return Ok(Step::Failed);
                 }
+                if e.is_no_space() {
+                    // The disk's condition, not the file's: no failure is counted against it
+                    // (three make a stub); the next tick tries again.
+                    warn!(object = object.id, error = %e, "storage full: decay step not taken");
+                    return Ok(Step::Failed);
+                }
                 if !self.still_current(&object)? {
                     // A writer or a restore moved the file on while it was read:
                     // not the transform's fault; the next tick looks again.

@@ -112,6 +112,21 @@ pub enum EngineError {
     Transform(#[from] TransformError),
 }
 
+impl EngineError {
+    /// The storage file system is full: a disk write failed with ENOSPC, or SQLite could not
+    /// grow the catalog. Not the file's fault, and not the caller's.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            EngineError::Io(e) => e.raw_os_error() == Some(libc::ENOSPC),
+            EngineError::Catalog(CatalogError::Sql(rusqlite::Error::SqliteFailure(e, _))) => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            EngineError::Transform(TransformError::Io(e)) => e.raw_os_error() == Some(libc::ENOSPC),
+            _ => false,
+        }
+    }
+}
+
 pub type Result<T> = std::result::Result<T, EngineError>;
 
 /// Told when a name starts to refer to another artifact or to nothing, so caches can be dropped.

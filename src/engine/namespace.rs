@@ -421,6 +421,7 @@ impl Engine {
         let now = self.clock.now();
         let detected = detect(&String::from_utf8_lossy(name), b"");
         let mut cat = self.catalog.lock();
+        let mut created = None;
         let tx_result = cat.atomically(|tx| {
             if tx.lookup(parent, name)?.is_some() {
                 return Ok(None);
@@ -437,17 +438,23 @@ impl Engine {
             tx.touch_node(parent, node.ctime_ns, node.ctime_ns)?;
             // The file is created inside the transaction: a crash before the commit leaves an
             // unreferenced file that the startup sweep removes.
+            let path = self.store.artifact(id, 1);
             let file = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
-                .open(self.store.artifact(id, 1))?;
+                .open(&path)?;
+            created = Some(path);
             crate::store::sync_dir(&self.store.root().join("objects"))?;
             fault_point!("write.after_create");
             Ok::<_, EngineError>(Some((id, file)))
         });
         drop(cat);
+        if let (Err(_), Some(path)) = (&tx_result, &created) {
+            // The row was not committed (a full disk, say): neither is the file.
+            self.store.remove(path);
+        }
         let (id, file) = tx_result?.ok_or(EngineError::Exists)?;
         let stamp = self.artifact_stamp(id);
         {
