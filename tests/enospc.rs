@@ -121,7 +121,7 @@ fn enospc_loses_nothing_and_decay_resumes_when_space_returns() {
     for (rel, bytes) in &stored {
         std::fs::write(inst.path(rel), bytes).unwrap();
     }
-    let filled = fill(&filler);
+    fill(&filler);
 
     // A new file through the mount: ENOSPC at the create, a write or the close.
     let big = compressible(2 << 20, 3);
