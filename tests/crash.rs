@@ -19,7 +19,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{copy_corpus_in, figure, xattr, Instance};
+use common::{copy_corpus_in, figure, xattr, Instance, Rng};
 
 /// Fixed delays (ms) after the tick starts at which the process is killed.
 const KILL_AFTER_MS: [u64; 4] = [5, 40, 120, 400];
@@ -186,20 +186,6 @@ impl Model {
     fn fresh(&mut self, dir: &str, ext: &str) -> String {
         self.next_name += 1;
         format!("/{dir}/f{}.{ext}", self.next_name)
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
     }
 }
 

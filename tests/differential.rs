@@ -18,32 +18,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::{figure, Instance};
+use common::{figure, Instance, Rng};
 
 const SEEDS: [u64; 4] = [11, 22, 33, 44];
 const DIRS: [&str; 3] = ["d0", "d1", "d2"];
 const NAMES: [&str; 5] = ["a", "b", "c", "d", "e"];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
-        from[self.below(from.len() as u64) as usize]
-    }
-    fn bytes(&mut self, max: u64) -> Vec<u8> {
-        let n = self.below(max) as usize;
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// One operation on a relative path (or two), applied the same way to both roots.
 #[derive(Debug, Clone)]

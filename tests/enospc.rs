@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{exchange, figure, Instance};
+use common::{exchange, figure, Instance, Rng};
 
 const SMALL_FS_BYTES: u64 = 24 << 20;
 
@@ -59,16 +59,7 @@ fn fill(filler: &Path) -> u64 {
 }
 
 fn compressible(n: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = b"\x00\xffRUSTDB-ENOSPC\x00".to_vec();
-    while out.len() < n {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend((0..32).map(|i| [0u8, 1, 0xfe, 0xff][((x >> (i * 2)) & 3) as usize]));
-    }
-    out.truncate(n);
-    out
+    common::compressible(&mut Rng(seed | 1), b"\x00\xffRUSTDB-ENOSPC\x00", n)
 }
 
 fn upload(inst: &Instance, path: &str, data: &[u8]) -> (u16, serde_json::Value) {

@@ -22,37 +22,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{figure, Instance};
+use common::{compressible, figure, Instance, Rng};
 use sha2::{Digest, Sha256};
 
 const WORKERS: usize = 4;
 /// Every file the workers write starts with this, so it is always detected as a binary.
 const HEADER: &[u8] = b"\x00\xffRUSTDB-STRESS\x00";
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// Binary bytes zstd can shrink (a four-symbol alphabet), so stage 1 really rewrites the file.
+/// Binary bytes that stage 1 really rewrites, between 64 bytes and `max` more.
 fn content(rng: &mut Rng, max: u64) -> Vec<u8> {
     let n = 64 + rng.below(max) as usize;
-    let mut bytes = HEADER.to_vec();
-    while bytes.len() < n {
-        let word = rng.next();
-        bytes.extend((0..32).map(|i| [0u8, 1, 0xfe, 0xff][((word >> (i * 2)) & 3) as usize]));
-    }
-    bytes.truncate(n.max(HEADER.len()));
-    bytes
+    compressible(rng, HEADER, n)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -225,20 +205,33 @@ impl Worker {
         format!("{dir}f{}.bin", self.next_name)
     }
 
+    /// Opens `rel` with `options`; None when a tick purged the file (legitimately: the model
+    /// is checked, then forgets the file).
+    fn open(
+        &mut self,
+        rel: &str,
+        options: &OpenOptions,
+        what: &str,
+    ) -> Result<Option<File>, String> {
+        match options.open(self.path(rel)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                let model = self.files.remove(rel).ok_or("no model")?;
+                check_purge(&model, self.ticks.now(), &format!("{what} {rel}"))?;
+                self.note(format!("{what} {rel} found it purged"));
+                self.counts.purges_seen += 1;
+                Ok(None)
+            }
+            Err(e) => Err(format!("{what} {rel}: {e}")),
+        }
+    }
+
     /// Reads `rel` whole through a new open, slowly when asked (a tick may end in between),
     /// checks it against the model and `fstat`, and updates the model.
     fn read(&mut self, rel: &str, slow: bool) -> Result<(), String> {
         let model = self.files.get(rel).cloned().ok_or("no model")?;
-        let mut file = match File::open(self.path(rel)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                check_purge(&model, self.ticks.now(), &format!("open {rel}"))?;
-                self.note(format!("open {rel} found it purged"));
-                self.files.remove(rel);
-                self.counts.purges_seen += 1;
-                return Ok(());
-            }
-            Err(e) => return Err(format!("open {rel}: {e}")),
+        let Some(mut file) = self.open(rel, OpenOptions::new().read(true), "open")? else {
+            return Ok(());
         };
         let mut bytes = Vec::new();
         let fail =
@@ -303,19 +296,10 @@ impl Worker {
     fn hold_writer(&mut self, rel: &str) -> Result<(), String> {
         let model = self.files.get(rel).cloned().ok_or("no model")?;
         let born = self.ticks.now();
-        let file = match OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(self.path(rel))
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                check_purge(&model, self.ticks.now(), &format!("open {rel} for writing"))?;
-                self.files.remove(rel);
-                self.counts.purges_seen += 1;
-                return Ok(());
-            }
-            Err(e) => return Err(format!("open {rel} for writing: {e}")),
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        let Some(file) = self.open(rel, &options, "open for writing")? else {
+            return Ok(());
         };
         let at_open = read_all_at(&file).map_err(|e| format!("pread {rel}: {e}"))?;
         let seen = classify(&at_open, &model, self.ticks.now())
@@ -366,19 +350,10 @@ impl Worker {
     fn append(&mut self, rel: &str) -> Result<(), String> {
         let model = self.files.get(rel).cloned().ok_or("no model")?;
         let born = self.ticks.now();
-        let mut file = match OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(self.path(rel))
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                check_purge(&model, self.ticks.now(), &format!("append to {rel}"))?;
-                self.files.remove(rel);
-                self.counts.purges_seen += 1;
-                return Ok(());
-            }
-            Err(e) => return Err(format!("open {rel} to append: {e}")),
+        let mut options = OpenOptions::new();
+        options.read(true).append(true);
+        let Some(mut file) = self.open(rel, &options, "open to append")? else {
+            return Ok(());
         };
         let before = read_all_at(&file).map_err(|e| format!("pread {rel}: {e}"))?;
         if classify(&before, &model, self.ticks.now())

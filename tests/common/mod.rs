@@ -444,3 +444,41 @@ pub fn figure(line: &str) {
         let _ = writeln!(f, "{line}");
     }
 }
+
+/// A small seeded xorshift generator: the tests' random workloads repeat exactly per seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    pub fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[self.below(from.len() as u64) as usize]
+    }
+
+    /// Up to `max` random bytes.
+    pub fn bytes(&mut self, max: u64) -> Vec<u8> {
+        let n = self.below(max) as usize;
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// `n` bytes after `header` that zstd can shrink (a four-symbol alphabet, so a tick's stage 1
+/// really rewrites them) and that are never taken for text (the symbols include 0 and 0xff).
+pub fn compressible(rng: &mut Rng, header: &[u8], n: usize) -> Vec<u8> {
+    let mut bytes = header.to_vec();
+    while bytes.len() < n {
+        let word = rng.next();
+        bytes.extend((0..32).map(|i| [0u8, 1, 0xfe, 0xff][((word >> (i * 2)) & 3) as usize]));
+    }
+    bytes.truncate(n.max(header.len()));
+    bytes
+}
