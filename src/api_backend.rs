@@ -92,6 +92,7 @@ fn api_error(e: EngineError) -> BackendError {
         // Refused in the object's state (a legal hold): a conflict, as HTTP sees it.
         EngineError::Conflict(m) | EngineError::NotPermitted(m) => BackendError::Conflict(m),
         EngineError::Invalid(m) => BackendError::Invalid(m),
+        e @ EngineError::NameTooLong => BackendError::Invalid(e.to_string()),
         EngineError::InvalidField { field, reason } => BackendError::InvalidField { field, reason },
         other => BackendError::Internal(other.to_string()),
     }
@@ -434,5 +435,44 @@ impl Backend for ApiBackend {
                 },
             )
             .map_err(api_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::Kind;
+
+    /// The API crate mirrors engine types so that it needs nothing of the engine, and values
+    /// cross as JSON; a copy that drifted would show only at run time, as a 500 or a 422.
+    #[test]
+    fn the_api_copies_of_engine_types_match() {
+        let kinds: Vec<&str> = Kind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(kinds, rustdb_api::backend::KNOWN_KINDS);
+        assert_eq!(rustdb_api::backend::MAX_STAGE, decay::PURGED);
+
+        let defaults = policy::PolicyVersion {
+            version: 1,
+            created_at: 0,
+            note: String::new(),
+            set: policy::PolicySet::default(),
+        };
+        let dto = policy_dto(&defaults).expect("every engine policy field has an API twin");
+        let back: policy::PolicySet =
+            serde_json::from_value(serde_json::to_value(&dto.policies).unwrap()).unwrap();
+        assert_eq!(
+            back, defaults.set,
+            "the API's view carries every value back"
+        );
+
+        // A patch naming every field of every kind parses as the API's patch type (which refuses
+        // unknown fields) and is accepted by the engine.
+        let patch: PolicyPatch =
+            serde_json::from_value(serde_json::to_value(&dto.policies).unwrap()).unwrap();
+        let patched = defaults
+            .set
+            .patched(&serde_json::to_value(&patch).unwrap())
+            .unwrap();
+        assert_eq!(patched, defaults.set);
     }
 }

@@ -15,6 +15,14 @@ pub enum CatalogError {
     Corrupt { path: String, detail: String },
 }
 
+impl CatalogError {
+    /// SQLite could not grow the catalog: the storage file system is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, CatalogError::Sql(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
 pub type Result<T> = std::result::Result<T, CatalogError>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,7 +36,7 @@ fn fs_error(e: EngineError) -> FsError {
         EngineError::NotDir => FsError::NotDir,
         EngineError::IsDir => FsError::IsDir,
         EngineError::NotEmpty => FsError::NotEmpty,
-        EngineError::Invalid(m) if m == "name too long" => FsError::NameTooLong,
+        EngineError::NameTooLong => FsError::NameTooLong,
         EngineError::Invalid(m) => FsError::Invalid(m),
         EngineError::NotPermitted(m) => FsError::NotPermitted(m),
         EngineError::Stale => FsError::Stale,

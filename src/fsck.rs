@@ -192,7 +192,7 @@ impl Progress for Quiet {
 
 /// Checks `storage`; with `repair`, repairs and checks again.
 pub fn run(storage: &Path, repair: bool, progress: &dyn Progress) -> Result<Report, FsckError> {
-    if !storage.join("catalog.db").is_file() {
+    if !crate::store::catalog_path_in(storage).is_file() {
         return Err(FsckError::NoCatalog(storage.display().to_string()));
     }
     let first = check(storage, progress)?;
@@ -308,6 +308,7 @@ fn check_object(
             repair,
         })
     };
+    let mut hashed = 0;
     let artifact = store.artifact(o.id, o.generation);
     let original = o.original_gen.map(|og| store.original(o.id, og));
     // A kept original that verifies can stand in for a damaged artifact.
@@ -318,9 +319,13 @@ fn check_object(
             o.original_stored_size,
             o.original_sha256.as_deref(),
             progress,
+            &mut hashed,
         )?),
     };
-    let rebuildable = matches!(original_state, Some(FileState::Good { .. })) && o.stage > 0;
+    let rebuildable = matches!(
+        original_state,
+        Some(FileState::Good | FileState::Unrecorded)
+    ) && o.stage > 0;
     // Missing bytes: rebuilt, or the object is lost. Wrong bytes: rebuilt, or left for a human.
     let (missing, wrong) = if rebuildable {
         (Repair::RebuildFromOriginal, Repair::RebuildFromOriginal)
@@ -335,98 +340,90 @@ fn check_object(
             Repair::Recovery,
         );
     } else {
-        match verify(&artifact, o.stored_size, o.artifact_sha256.as_deref(), progress)? {
-            FileState::Good { unrecorded: None } => {}
-            FileState::Good {
-                unrecorded: Some(_),
-            } => found(
+        let state = verify(
+            &artifact,
+            o.stored_size,
+            o.artifact_sha256.as_deref(),
+            progress,
+            &mut hashed,
+        )?;
+        match state {
+            FileState::Good => {}
+            FileState::Unrecorded => found(
                 Severity::Note,
                 "no SHA-256 recorded for its artifact (a catalog from before schema 3); size checked"
                     .into(),
                 Repair::RecordHash,
             ),
-            FileState::Missing => found(
+            FileState::Missing | FileState::WrongSize(_) | FileState::WrongHash(_) => found(
                 Severity::Damage,
-                format!("its backing file {} is missing", short(&artifact)),
-                missing,
-            ),
-            FileState::WrongSize(len) => found(
-                Severity::Damage,
-                format!(
-                    "its backing file {} has {len} bytes; the catalog recorded {}",
-                    short(&artifact),
-                    o.stored_size
-                ),
-                wrong,
-            ),
-            FileState::WrongHash(h) => found(
-                Severity::Damage,
-                format!(
-                    "its backing file {} does not match its recorded SHA-256 (found {h})",
-                    short(&artifact)
-                ),
-                wrong,
+                damage(&state, "its backing file", &artifact, o.stored_size),
+                if matches!(state, FileState::Missing) {
+                    missing
+                } else {
+                    wrong
+                },
             ),
         }
     }
     if let (Some(og), Some(state)) = (o.original_gen, original_state) {
         let kept = store.original(o.id, og);
-        let problem = match state {
-            FileState::Good { unrecorded: None } => None,
-            FileState::Good {
-                unrecorded: Some(_),
-            } => {
-                found(
-                    Severity::Note,
-                    "no SHA-256 recorded for its kept original (a catalog from before schema 3)"
-                        .into(),
-                    Repair::RecordHash,
-                );
-                None
-            }
+        match state {
+            FileState::Good => {}
+            FileState::Unrecorded => found(
+                Severity::Note,
+                "no SHA-256 recorded for its kept original (a catalog from before schema 3)".into(),
+                Repair::RecordHash,
+            ),
             // The catalog committed "kept" before the move into originals/: recovery moves it.
-            FileState::Missing if store.artifact(o.id, og).exists() && og != o.generation => {
-                found(
-                    Severity::Leftover,
-                    format!("its kept original is still at objects/{}.{og}", o.id),
-                    Repair::Recovery,
-                );
-                None
-            }
-            FileState::Missing => Some(format!("its kept original {} is missing", short(&kept))),
-            FileState::WrongSize(len) => Some(format!(
-                "its kept original {} has {len} bytes; the catalog recorded {}",
-                short(&kept),
-                o.original_stored_size
-            )),
-            FileState::WrongHash(h) => Some(format!(
-                "its kept original {} does not match its recorded SHA-256 (found {h})",
-                short(&kept)
-            )),
-        };
-        if let Some(problem) = problem {
-            found(Severity::Damage, problem, Repair::DropOriginal);
+            FileState::Missing if store.artifact(o.id, og).exists() && og != o.generation => found(
+                Severity::Leftover,
+                format!("its kept original is still at objects/{}.{og}", o.id),
+                Repair::Recovery,
+            ),
+            FileState::Missing | FileState::WrongSize(_) | FileState::WrongHash(_) => found(
+                Severity::Damage,
+                damage(&state, "its kept original", &kept, o.original_stored_size),
+                Repair::DropOriginal,
+            ),
         }
     }
-    report.bytes_hashed += o.stored_size + o.original_stored_size;
+    report.bytes_hashed += hashed;
     Ok(())
 }
 
 enum FileState {
-    /// Size and hash as recorded; `unrecorded` carries the hash when none was recorded.
-    Good {
-        unrecorded: Option<String>,
-    },
+    /// Size and hash as recorded.
+    Good,
+    /// Size as recorded; no hash recorded to compare with (a catalog from before schema 3).
+    Unrecorded,
     Missing,
     WrongSize(u64),
     WrongHash(String),
 }
 
+/// The words for a backing file in a bad `state`: `what` is "its backing file" or "its kept
+/// original", `recorded` the size the catalog recorded.
+fn damage(state: &FileState, what: &str, path: &Path, recorded: u64) -> String {
+    let path = short(path);
+    match state {
+        FileState::WrongSize(len) => {
+            format!("{what} {path} has {len} bytes; the catalog recorded {recorded}")
+        }
+        FileState::WrongHash(h) => {
+            format!("{what} {path} does not match its recorded SHA-256 (found {h})")
+        }
+        _ => format!("{what} {path} is missing"),
+    }
+}
+
+/// Checks one backing file against its recorded size and hash; `hashed` counts the bytes read.
 fn verify(
     path: &Path,
     size: u64,
     sha256: Option<&str>,
     progress: &dyn Progress,
+    hashed: &mut u64,
 ) -> Result<FileState, FsckError> {
     let len = match std::fs::metadata(path) {
         Ok(m) => m.len(),
@@ -438,12 +435,11 @@ fn verify(
         return Ok(FileState::WrongSize(len));
     }
     let hash = crate::engine::sha256_file(path)?;
+    *hashed += len;
     progress.advance(size);
     Ok(match sha256 {
-        None => FileState::Good {
-            unrecorded: Some(hash),
-        },
-        Some(h) if h == hash => FileState::Good { unrecorded: None },
+        None => FileState::Unrecorded,
+        Some(h) if h == hash => FileState::Good,
         Some(_) => FileState::WrongHash(hash),
     })
 }

@@ -30,6 +30,12 @@ pub enum StoreError {
     InUse { path: String, holder: String },
 }
 
+/// Where the catalog of the storage directory `root` is (also before any `Store` is opened,
+/// as fsck checks for it).
+pub fn catalog_path_in(root: &Path) -> PathBuf {
+    root.join("catalog.db")
+}
+
 /// What a sweep removed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Swept {
@@ -96,7 +102,7 @@ impl Store {
     }
 
     pub fn catalog_path(&self) -> PathBuf {
-        self.root.join("catalog.db")
+        catalog_path_in(&self.root)
     }
 
     pub fn artifact(&self, id: u64, generation: u64) -> PathBuf {

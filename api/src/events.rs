@@ -11,9 +11,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 
-use crate::backend::{EventQuery, EventRecord, KNOWN_KINDS, MAX_STAGE};
+use crate::backend::{EventQuery, EventRecord};
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{on_backend, parse_flag, query_pairs, Tenant};
+use crate::extract::{
+    on_backend, parse_flag, parse_kind, parse_path_prefix, parse_stage, query_pairs,
+    reject_repeats, Tenant,
+};
 use crate::AppState;
 
 /// Events fetched from the backend per round.
@@ -34,36 +37,16 @@ fn parse_params(uri: &Uri, headers: &HeaderMap) -> Result<EventParams, ApiError>
         follow: true,
         ..EventParams::default()
     };
-    for (name, value) in query_pairs(uri)? {
+    let pairs = query_pairs(uri)?;
+    reject_repeats(&pairs)?;
+    for (name, value) in pairs {
         if value.is_empty() {
             continue;
         }
         match name.as_str() {
-            "kind" => {
-                if !KNOWN_KINDS.contains(&value.as_str()) {
-                    return Err(ApiError::BadRequest(format!(
-                        "unknown kind {value:?}; expected one of {}",
-                        KNOWN_KINDS.join(", ")
-                    )));
-                }
-                params.query.kind = Some(value);
-            }
-            "stage" => {
-                let stage = value.parse::<u8>().ok().filter(|s| *s <= MAX_STAGE);
-                params.query.stage = Some(stage.ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "stage must be an integer from 0 to {MAX_STAGE}, got {value:?}"
-                    ))
-                })?);
-            }
-            "path" => {
-                if !value.starts_with('/') {
-                    return Err(ApiError::BadRequest(format!(
-                        "path must be an absolute prefix such as \"/docs\", got {value:?}"
-                    )));
-                }
-                params.query.path = Some(value);
-            }
+            "kind" => params.query.kind = Some(parse_kind(&value)?),
+            "stage" => params.query.stage = Some(parse_stage(&value)?),
+            "path" => params.query.path = Some(parse_path_prefix(&value)?),
             "after" => params.after = parse_event_id("after", &value)?,
             "follow" => params.follow = parse_flag("follow", &value)?,
             _ => {

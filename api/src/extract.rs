@@ -183,13 +183,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
 /// silently widen a listing.
 fn parse_object_query(pairs: &[(String, String)]) -> Result<ObjectQuery, ApiError> {
     let mut query = ObjectQuery::default();
-    let mut seen = HashSet::new();
+    reject_repeats(pairs)?;
     for (name, value) in pairs {
-        if !seen.insert(name.as_str()) {
-            return Err(ApiError::BadRequest(format!(
-                "query parameter {name:?} is given more than once"
-            )));
-        }
         let known = matches!(
             name.as_str(),
             "path" | "stage" | "kind" | "include_deleted" | "only_deleted" | "after" | "limit"
@@ -198,31 +193,9 @@ fn parse_object_query(pairs: &[(String, String)]) -> Result<ObjectQuery, ApiErro
             continue;
         }
         match name.as_str() {
-            "path" => {
-                if !value.starts_with('/') {
-                    return Err(ApiError::BadRequest(format!(
-                        "path must be an absolute prefix such as \"/docs\", got {value:?}"
-                    )));
-                }
-                query.path = Some(value.clone());
-            }
-            "stage" => {
-                let stage = value.parse::<u8>().ok().filter(|stage| *stage <= MAX_STAGE);
-                query.stage = Some(stage.ok_or_else(|| {
-                    ApiError::BadRequest(format!(
-                        "stage must be an integer from 0 to {MAX_STAGE}, got {value:?}"
-                    ))
-                })?);
-            }
-            "kind" => {
-                if !KNOWN_KINDS.contains(&value.as_str()) {
-                    return Err(ApiError::BadRequest(format!(
-                        "unknown kind {value:?}; expected one of {}",
-                        KNOWN_KINDS.join(", ")
-                    )));
-                }
-                query.kind = Some(value.clone());
-            }
+            "path" => query.path = Some(parse_path_prefix(value)?),
+            "stage" => query.stage = Some(parse_stage(value)?),
+            "kind" => query.kind = Some(parse_kind(value)?),
             "include_deleted" => query.include_deleted = parse_flag(name, value)?,
             "only_deleted" => query.only_deleted = parse_flag(name, value)?,
             "after" => {
@@ -255,6 +228,51 @@ fn parse_object_query(pairs: &[(String, String)]) -> Result<ObjectQuery, ApiErro
 }
 
 /// The query parameters of `uri` as pairs; an undecodable query is a 400.
+/// Refuses a query parameter given more than once (which value would count is a guess).
+pub fn reject_repeats(pairs: &[(String, String)]) -> Result<(), ApiError> {
+    let mut seen = HashSet::new();
+    match pairs.iter().find(|(name, _)| !seen.insert(name.as_str())) {
+        Some((name, _)) => Err(ApiError::BadRequest(format!(
+            "query parameter {name:?} is given more than once"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// A `path` filter: an absolute prefix.
+pub fn parse_path_prefix(value: &str) -> Result<String, ApiError> {
+    if !value.starts_with('/') {
+        return Err(ApiError::BadRequest(format!(
+            "path must be an absolute prefix such as \"/docs\", got {value:?}"
+        )));
+    }
+    Ok(value.to_owned())
+}
+
+/// A `stage` filter: 0 to `MAX_STAGE`.
+pub fn parse_stage(value: &str) -> Result<u8, ApiError> {
+    value
+        .parse::<u8>()
+        .ok()
+        .filter(|stage| *stage <= MAX_STAGE)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "stage must be an integer from 0 to {MAX_STAGE}, got {value:?}"
+            ))
+        })
+}
+
+/// A `kind` filter: one of `KNOWN_KINDS`.
+pub fn parse_kind(value: &str) -> Result<String, ApiError> {
+    if !KNOWN_KINDS.contains(&value) {
+        return Err(ApiError::BadRequest(format!(
+            "unknown kind {value:?}; expected one of {}",
+            KNOWN_KINDS.join(", ")
+        )));
+    }
+    Ok(value.to_owned())
+}
+
 pub fn query_pairs(uri: &axum::http::Uri) -> Result<Vec<(String, String)>, ApiError> {
     Query::<Vec<(String, String)>>::try_from_uri(uri)
         .map(|Query(pairs)| pairs)

@@ -282,7 +282,12 @@ where
         let stored = on_backend(state, move |b| b.idempotent_answer(&t, route, &k)).await?;
         match stored {
             Some(stored) => {
-                let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+                let status = StatusCode::from_u16(stored.status).map_err(|_| {
+                    ApiError::Internal(format!(
+                        "stored idempotent answer has no valid status ({})",
+                        stored.status
+                    ))
+                })?;
                 Ok(json_response(status, stored.body, true))
             }
             None => match work().await {

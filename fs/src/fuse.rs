@@ -40,8 +40,6 @@ struct Handle {
     writable: bool,
     wrote: AtomicBool,
     passthrough: bool,
-    /// The file's attributes at the open, for `fstat` once the file has no name left.
-    attr_at_open: Option<Attr>,
 }
 
 /// One backing registration per kernel node, shared by all its passthrough handles.
@@ -56,9 +54,11 @@ pub struct RustFs<B: Backend> {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     backings: Mutex<HashMap<u64, Backing>>,
     next_fh: AtomicU64,
-    /// Attributes of files whose last name went while handles were open on them: `fstat` on
-    /// those handles still answers (with no links), as on any file system.
-    unlinked: Mutex<HashMap<u64, Attr>>,
+    /// The last known attributes of every open file, by catalog ino: taken just before its
+    /// open, refreshed just before one of its names goes. Once the file has no name left (an
+    /// unlink, or a purge by the engine), `fstat` on its handles still answers from here, with
+    /// no links, as on any file system. Lock order: `handles` before this.
+    open_attrs: Mutex<HashMap<u64, Attr>>,
     passthrough_wanted: bool,
     passthrough: AtomicBool,
 }
@@ -71,7 +71,7 @@ impl<B: Backend> RustFs<B> {
             ids,
             handles: Mutex::new(HashMap::new()),
             backings: Mutex::new(HashMap::new()),
-            unlinked: Mutex::new(HashMap::new()),
+            open_attrs: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             passthrough_wanted,
             passthrough: AtomicBool::new(false),
@@ -148,6 +148,17 @@ impl<B: Backend> RustFs<B> {
         self.handles.lock().get(&fh.0).cloned()
     }
 
+    /// The plain file behind a handle open for writing, which is about to be written through
+    /// RustDB (`wrote` is set); None for any other handle.
+    fn file_to_write(&self, fh: FileHandle) -> Option<Arc<std::fs::File>> {
+        let h = self.handle(fh)?;
+        let (HandleData::File(f), true) = (&h.data, h.writable) else {
+            return None;
+        };
+        h.wrote.store(true, Ordering::Relaxed);
+        Some(f.clone())
+    }
+
     /// Registers the handle and answers the kernel, with passthrough when possible.
     fn install(
         &self,
@@ -170,7 +181,11 @@ impl<B: Backend> RustFs<B> {
             OpenData::Reader(reader) => (HandleData::Reader(reader), BackingPlan::None),
         };
         let passthrough = !matches!(backing, BackingPlan::None);
-        self.handles.lock().insert(
+        let mut handles = self.handles.lock();
+        if let Some(attr) = attr_at_open {
+            self.open_attrs.lock().insert(ino, attr);
+        }
+        handles.insert(
             fh,
             Arc::new(Handle {
                 ino,
@@ -179,7 +194,6 @@ impl<B: Backend> RustFs<B> {
                 writable,
                 wrote: AtomicBool::new(false),
                 passthrough,
-                attr_at_open,
             }),
         );
         Installed { fh, backing }
@@ -200,34 +214,29 @@ impl<B: Backend> RustFs<B> {
         entry.id.clone()
     }
 
-    /// Before the name `name` in `parent` goes: remembers the attributes of an open file that
-    /// has no other name.
+    /// Before the name `name` in `parent` goes: refreshes the attributes kept for it if it is
+    /// open (see `open_attrs`).
     fn keep_if_open(&self, parent: u64, name: &OsStr) {
         if self.handles.lock().is_empty() {
             return;
         }
-        let Ok(mut attr) = self.backend.lookup(parent, name) else {
+        let Ok(attr) = self.backend.lookup(parent, name) else {
             return;
         };
-        let open = self.handles.lock().values().any(|h| h.ino == attr.ino);
-        if open && attr.kind == NodeKind::File && attr.nlink <= 1 {
-            attr.nlink = 0;
-            self.unlinked.lock().insert(attr.ino, attr);
+        let handles = self.handles.lock();
+        if handles.values().any(|h| h.ino == attr.ino) {
+            self.open_attrs.lock().insert(attr.ino, attr);
         }
     }
 
-    /// Attributes of an open file that has no name left: unlinked (as it was then), or purged
-    /// by the engine (as it was at the open).
+    /// Attributes of an open file that has no name left (the backend no longer knows it).
     fn unlinked_attr(&self, node: u64) -> Option<FileAttr> {
-        let ino = self.ids.decode(node).0;
-        let remembered = self.unlinked.lock().get(&ino).cloned();
-        let mut attr = remembered.or_else(|| {
-            let handles = self.handles.lock();
-            let h = handles.values().find(|h| h.ino == ino)?;
-            let mut a = h.attr_at_open.clone()?;
-            a.nlink = 0;
-            Some(a)
-        })?;
+        let mut attr = self
+            .open_attrs
+            .lock()
+            .get(&self.ids.decode(node).0)?
+            .clone();
+        attr.nlink = 0;
         if let Some(size) = self.open_size(node) {
             attr.size = size;
             attr.blocks = size.div_ceil(512);
@@ -240,7 +249,7 @@ impl<B: Backend> RustFs<B> {
             let mut handles = self.handles.lock();
             let handle = handles.remove(&fh)?;
             if !handles.values().any(|h| h.ino == handle.ino) {
-                self.unlinked.lock().remove(&handle.ino);
+                self.open_attrs.lock().remove(&handle.ino);
             }
             handle
         };
@@ -304,7 +313,6 @@ impl<B: Backend> RustFs<B> {
                 writable: h.writable,
                 wrote: AtomicBool::new(h.wrote.load(Ordering::Relaxed)),
                 passthrough: false,
-                attr_at_open: h.attr_at_open.clone(),
             };
             handles.insert(fh, Arc::new(h));
         }
@@ -694,19 +702,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let Some(h) = self.handle(fh) else {
+        let Some(f) = self.file_to_write(fh) else {
             reply.error(FsError::BadHandle.errno());
             return;
         };
-        let HandleData::File(f) = &h.data else {
-            reply.error(FsError::BadHandle.errno());
-            return;
-        };
-        if !h.writable {
-            reply.error(FsError::BadHandle.errno());
-            return;
-        }
-        h.wrote.store(true, Ordering::Relaxed);
         match f.write_all_at(data, offset) {
             Ok(()) => reply.written(data.len() as u32),
             Err(e) => reply.error(FsError::Io(e).errno()),
@@ -723,15 +722,10 @@ impl<B: Backend> Filesystem for RustFs<B> {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let Some(h) = self.handle(fh) else {
+        let Some(f) = self.file_to_write(fh) else {
             reply.error(FsError::BadHandle.errno());
             return;
         };
-        let (HandleData::File(f), true) = (&h.data, h.writable) else {
-            reply.error(FsError::BadHandle.errno());
-            return;
-        };
-        h.wrote.store(true, Ordering::Relaxed);
         use std::os::fd::AsRawFd;
         // SAFETY: the descriptor belongs to `f`, which the handle keeps open during the call.
         let rc = unsafe {

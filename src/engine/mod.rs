@@ -89,6 +89,9 @@ pub enum EngineError {
     NotEmpty,
     #[error("invalid: {0}")]
     Invalid(String),
+    /// A name component longer than `MAX_NAME` bytes.
+    #[error("name too long")]
+    NameTooLong,
     /// A value the caller gave breaks a rule; `field` names it (e.g. `text.stub_after_sec`).
     #[error("{field}: {reason}")]
     InvalidField { field: String, reason: String },
@@ -112,16 +115,19 @@ pub enum EngineError {
     Transform(#[from] TransformError),
 }
 
+/// How long a file decoded for a writer is kept from rewrites while the kernel, told ESTALE,
+/// looks the name up again and retries the open.
+const WRITER_RETRY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl EngineError {
     /// The storage file system is full: a disk write failed with ENOSPC, or SQLite could not
     /// grow the catalog. Not the file's fault, and not the caller's.
     pub fn is_no_space(&self) -> bool {
         match self {
-            EngineError::Io(e) => e.raw_os_error() == Some(libc::ENOSPC),
-            EngineError::Catalog(CatalogError::Sql(rusqlite::Error::SqliteFailure(e, _))) => {
-                e.code == rusqlite::ErrorCode::DiskFull
+            EngineError::Io(e) | EngineError::Transform(TransformError::Io(e)) => {
+                e.kind() == io::ErrorKind::StorageFull
             }
-            EngineError::Transform(TransformError::Io(e)) => e.raw_os_error() == Some(libc::ENOSPC),
+            EngineError::Catalog(e) => e.is_disk_full(),
             _ => false,
         }
     }
@@ -171,9 +177,8 @@ pub struct Engine {
     listener: RwLock<Option<Arc<dyn ChangeListener>>>,
     tick_lock: Mutex<()>,
     generations: generations::Generations,
-    /// Objects decoded for a writer whose open was answered ESTALE: until the writer's retry
-    /// opens the new generation (or the deadline passes), no rewrite may take it away again.
-    /// A leaf lock.
+    /// Objects decoded for a writer whose open was answered ESTALE, with the time until which
+    /// no rewrite may take them away again (`expect_writer`). A leaf lock.
     thawed_for_writer: Mutex<HashMap<u64, std::time::Instant>>,
     /// The current policy version of each tenant that has one stored.
     policies: RwLock<HashMap<String, Arc<PolicyVersion>>>,
@@ -382,7 +387,19 @@ impl Engine {
             .unwrap_or(0)
     }
 
-    /// Whether a writer is about to open `id` (see `thawed_for_writer`).
+    /// `id` was decoded for a writer whose open was answered ESTALE: keep rewrites off it while
+    /// the kernel retries the open.
+    fn expect_writer(&self, id: u64) {
+        let until = std::time::Instant::now() + WRITER_RETRY_GRACE;
+        self.thawed_for_writer.lock().insert(id, until);
+    }
+
+    /// The expected writer has opened `id` (it now counts as an open writer).
+    fn writer_arrived(&self, id: u64) {
+        self.thawed_for_writer.lock().remove(&id);
+    }
+
+    /// Whether a writer is about to open `id` (see `expect_writer`).
     fn writer_expected(&self, id: u64) -> bool {
         let mut expected = self.thawed_for_writer.lock();
         let now = std::time::Instant::now();

@@ -13,10 +13,6 @@ use crate::catalog::{Encoding, Event, HistoryRow, NodeRow, NodeType, ObjectRow, 
 use crate::faults::fault_point;
 use crate::transform::binary::ChunkedReader;
 use crate::transform::detect::detect;
-
-/// How long a file decoded for a writer is kept from rewrites while the kernel, told ESTALE,
-/// looks the name up again and retries the open.
-const WRITER_RETRY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::transform::Detected;
 
 /// A node with its object, when it is a file.
@@ -100,12 +96,17 @@ const MAX_NAME: usize = 255;
 /// The history reason of content written through the mount.
 const WRITTEN: &str = "written: new original content";
 
+/// A name that may be made: not empty, not `.` or `..`, no `/`, not too long.
 fn check_name(name: &[u8]) -> Result<()> {
     if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
         return Err(EngineError::Invalid("bad file name".into()));
     }
+    check_name_len(name)
+}
+
+fn check_name_len(name: &[u8]) -> Result<()> {
     if name.len() > MAX_NAME {
-        return Err(EngineError::Invalid("name too long".into()));
+        return Err(EngineError::NameTooLong);
     }
     Ok(())
 }
@@ -182,9 +183,7 @@ impl Engine {
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<NodeView> {
-        if name.len() > MAX_NAME {
-            return Err(EngineError::Invalid("name too long".into()));
-        }
+        check_name_len(name)?;
         let node = self
             .catalog
             .lock()
@@ -511,9 +510,7 @@ impl Engine {
         truncate: bool,
         opener: Option<&str>,
     ) -> Result<OpenedArtifact> {
-        // A node whose object went (a purge) or moved on (a rewrite) answers ESTALE: the kernel
-        // then looks the name up once more and opens what is there now (or creates it).
-        let mut object = self.live_object(ino)?.ok_or(EngineError::Stale)?;
+        let mut object = self.live_object(ino)?.ok_or(EngineError::NoEntry)?;
         let mut attempts = 0;
         while write && object.encoding == Encoding::Chunked {
             // Writers need plain bytes: decode to a new generation, then have the kernel look
@@ -522,14 +519,13 @@ impl Engine {
             // race with a tick.
             match self.thaw(&object) {
                 Ok(_) => {
-                    let until = std::time::Instant::now() + WRITER_RETRY_GRACE;
-                    self.thawed_for_writer.lock().insert(ino, until);
+                    self.expect_writer(ino);
                     return Err(EngineError::Stale);
                 }
                 Err(EngineError::Stale) if attempts < 5 => attempts += 1,
                 Err(e) => return Err(e),
             }
-            object = self.live_object(ino)?.ok_or(EngineError::Stale)?;
+            object = self.live_object(ino)?.ok_or(EngineError::NoEntry)?;
         }
         if generation.is_some_and(|g| g & 0xffff != object.generation & 0xffff) {
             return Err(EngineError::Stale);
@@ -551,7 +547,7 @@ impl Engine {
                 let file = OpenOptions::new().read(true).write(true).open(&path)?;
                 if write {
                     self.mark_writing(object.id)?;
-                    self.thawed_for_writer.lock().remove(&object.id);
+                    self.writer_arrived(object.id);
                 }
                 if truncate {
                     file.set_len(0)?;

@@ -979,7 +979,7 @@ mod xls_guard {
         // and module streams without a bound (its decompressor makes up to about 2000 bytes
         // of each compressed byte): check every stream, and refuse projects whose streams
         // could inflate past half the allocation limit.
-        if cfb.entries.iter().any(|e| e.name == "_VBA_PROJECT_CUR") {
+        if cfb.entry("_VBA_PROJECT_CUR").is_some() {
             let mut total: u64 = 0;
             for e in cfb.entries.iter().skip(1).filter(|e| e.len > 0) {
                 cfb.stream(e).map_err(bad)?;
