@@ -24,6 +24,9 @@ pub struct Cli {
 pub enum Command {
     /// Mount the filesystem, serve the API and run the scheduler until Ctrl-C or SIGTERM.
     Up(UpArgs),
+    /// Exit 0 when a running instance is healthy: its API answers `/healthz` and, when a mount
+    /// point is given, a live RustDB mount is there (the container's health check).
+    Health(HealthArgs),
     /// Check the catalog against the backing files (offline: stop `rustdb up` first). Exits 0
     /// when all is well, 1 when problems were found and repaired, 2 when problems remain.
     Fsck(FsckArgs),
@@ -126,6 +129,17 @@ pub struct ClientArgs {
     /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The API of a running `rustdb up`.
+    #[arg(long, env = "RUSTDB_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+
+    /// Also check that RustDB's mount at this directory answers.
+    #[arg(long, env = "RUSTDB_MOUNT_DIR")]
+    pub mount: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -75,6 +75,30 @@ pub fn run(endpoint: &Endpoint, request: Request) -> anyhow::Result<()> {
     }
 }
 
+/// `rustdb health`: Ok when the API at `url` answers `/healthz` with `ok` within a few
+/// seconds and, when `mount` is given, RustDB's mount there answers too.
+pub fn health(url: &str, mount: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(3)))
+        .build()
+        .into();
+    let address = format!("{}/healthz", url.trim_end_matches('/'));
+    let response = agent.get(&address).call().map_err(|e| {
+        anyhow!("cannot reach RustDB at {url} ({e}): is `rustdb up` running? Set RUSTDB_URL or --url to where it listens")
+    })?;
+    let status = response.status().as_u16();
+    let body = body_json(response)?;
+    if status != 200 || body["status"] != "ok" {
+        bail!("{address} answered {status}: {body}");
+    }
+    if let Some(mount) = mount {
+        rustdb_fs::check_live(mount)?;
+    }
+    println!("ok");
+    Ok(())
+}
+
 struct Client<'e> {
     endpoint: &'e Endpoint,
     agent: ureq::Agent,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use rustdb::clock::SystemClock;
 use rustdb::engine::{ChangeListener, Engine, EngineConfig, Seed};
@@ -40,6 +40,7 @@ fn main() -> ExitCode {
     let result = match args.command {
         cli::Command::Up(up) => run_up(up),
         cli::Command::Fsck(fsck) => return run_fsck(fsck),
+        cli::Command::Health(h) => client::health(&h.url, h.mount.as_deref()),
         other => run_client(other),
     };
     match result {
@@ -99,7 +100,7 @@ fn run_client(command: cli::Command) -> anyhow::Result<()> {
     use cli::{Command, PolicyAction};
     use client::Request;
     let (args, request) = match command {
-        Command::Up(_) | Command::Fsck(_) => unreachable!("handled in main"),
+        Command::Up(_) | Command::Fsck(_) | Command::Health(_) => unreachable!("handled in main"),
         Command::Status(c) => (c, Request::Status),
         Command::Ls { path, client } => (client, Request::Ls { path }),
         Command::Tick {
@@ -180,6 +181,12 @@ fn load_policies(path: Option<&std::path::Path>) -> anyhow::Result<PolicySet> {
 
 fn run_up(up: cli::UpArgs) -> anyhow::Result<()> {
     let keys = rustdb_api::KeyRing::parse(&up.api_keys).context("RUSTDB_API_KEYS")?;
+    if !up.listen.ip().is_loopback() && up.api_keys.split(',').any(|k| k.starts_with("devkey:")) {
+        warn!(
+            listen = %up.listen,
+            "the API listens beyond this machine with the development key \"devkey\": set RUSTDB_API_KEYS"
+        );
+    }
     let policies = load_policies(up.policy_file.as_deref())?;
     let config = EngineConfig {
         storage_dir: up.storage_dir.clone(),

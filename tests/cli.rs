@@ -117,6 +117,95 @@ fn cli_busy_mount_point_is_one_clear_line() {
     assert!(line.contains("busy") && line.contains("unmount"), "{line}");
 }
 
+/// A killed `rustdb up` leaves a dead mount (ENOTCONN) behind; the next start detaches it
+/// itself, so a restart after a crash (systemd, a container restart policy) needs no operator.
+#[test]
+fn cli_restart_after_a_kill_detaches_the_dead_mount() {
+    require_mount!();
+    let mut inst = common::Instance::start(&[]);
+    std::fs::write(inst.path("kept.txt"), b"written before the kill").unwrap();
+    inst.kill_leaving_mount();
+    let dead = std::fs::metadata(&inst.mount).unwrap_err();
+    assert_eq!(dead.raw_os_error(), Some(libc::ENOTCONN), "{dead}");
+    inst.spawn();
+    assert_eq!(
+        std::fs::read(inst.path("kept.txt")).unwrap(),
+        b"written before the kill"
+    );
+    assert!(
+        inst.log().contains("detaching the dead RustDB mount"),
+        "{}",
+        inst.log()
+    );
+}
+
+/// A container hands its mount point in as a bind mount (for the host to see the files through
+/// mount propagation): RustDB mounts over it, and leaves it as it was when it stops.
+#[test]
+fn cli_mounts_over_a_bind_mount_and_leaves_it_at_stop() {
+    require_mount!();
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED: making a bind mount needs root");
+        return;
+    }
+    let mut inst = common::Instance::prepare(&[], |dir| dir.join("storage"));
+    std::fs::create_dir(&inst.mount).unwrap();
+    let bind = |args: &[&str]| {
+        let status = Command::new("mount").args(args).status().unwrap();
+        assert!(status.success(), "mount {args:?} failed");
+    };
+    let mount = inst.mount.to_str().unwrap().to_owned();
+    bind(&["--bind", &mount, &mount]);
+    let under = common::mount_at(&inst.mount).expect("the bind mount is there");
+    inst.spawn();
+    std::fs::write(inst.path("through.txt"), b"over the bind mount").unwrap();
+    assert_eq!(
+        std::fs::read(inst.path("through.txt")).unwrap(),
+        b"over the bind mount"
+    );
+    inst.stop();
+    assert_eq!(common::mount_at(&inst.mount), Some(under));
+    assert!(
+        !inst.mount.join("through.txt").exists(),
+        "the file is in RustDB, not under it"
+    );
+    let status = Command::new("umount").arg(&inst.mount).status().unwrap();
+    assert!(status.success());
+}
+
+/// `rustdb health` (the container's health check) needs both the API and the mount.
+#[test]
+fn cli_health_checks_the_api_and_the_mount() {
+    require_mount!();
+    let mut inst = common::Instance::start(&[]);
+    let url = format!("http://127.0.0.1:{}", inst.port);
+    let mount = inst.mount.to_str().unwrap().to_owned();
+    let (ok, out) = rustdb(&["health", "--url", &url, "--mount", &mount], &[]);
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "ok");
+    let elsewhere = inst.dir.path().join("storage");
+    let (ok, out) = rustdb(
+        &[
+            "health",
+            "--url",
+            &url,
+            "--mount",
+            elsewhere.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        error_line(&out).contains("nothing of RustDB's is mounted"),
+        "{out}"
+    );
+    inst.stop();
+    let (ok, out) = rustdb(&["health", "--url", &url], &[]);
+    assert!(!ok);
+    assert!(error_line(&out).contains("cannot reach RustDB"), "{out}");
+}
+
 #[test]
 fn client_commands_say_what_to_do_when_nothing_listens() {
     let (ok, text) = rustdb(&["status", "--url", "http://127.0.0.1:9"], &[]);

@@ -7,7 +7,7 @@ mod nodeid;
 
 pub use error::FsError;
 pub use fuse::RustFs;
-pub use mount::{mount, preflight, Invalidator, MountConfig, MountError, MountHandle};
+pub use mount::{check_live, mount, preflight, Invalidator, MountConfig, MountError, MountHandle};
 
 use std::ffi::{OsStr, OsString};
 use std::io;

@@ -40,6 +40,8 @@ pub enum MountError {
     Busy(String),
     #[error("mount point {0} has a dead FUSE mount (transport endpoint is not connected): run fusermount3 -u {0} (or umount -l {0}) and start again")]
     Stale(String),
+    #[error("nothing of RustDB's is mounted at {0}")]
+    NotMounted(String),
     #[error("cannot create mount point {path}")]
     Create {
         path: String,
@@ -66,6 +68,10 @@ fn on_path(program: &str) -> bool {
 }
 
 /// Checks the machine and the mount point; creates the mount point when it is missing.
+///
+/// A mount point that is itself a mount of another kind (a container's bind mount, a tmpfs) is
+/// mounted over. A live FUSE mount there is refused. A dead RustDB mount there (what a killed
+/// `rustdb up` leaves) is detached first, so a restart after a crash needs no operator.
 pub fn preflight(mountpoint: &Path) -> Result<(), MountError> {
     let shown = mountpoint.display().to_string();
     if !Path::new("/dev/fuse").exists() {
@@ -74,7 +80,13 @@ pub fn preflight(mountpoint: &Path) -> Result<(), MountError> {
     if !is_root() && !on_path("fusermount3") && !on_path("fusermount") {
         return Err(MountError::NoFusermount);
     }
-    match std::fs::metadata(mountpoint) {
+    let mut checked = std::fs::metadata(mountpoint);
+    if is_dead(&checked) && mount_at(mountpoint).is_some_and(|m| m.is_rustdb()) {
+        warn!(mountpoint = %shown, "detaching the dead RustDB mount a stopped process left");
+        detach(mountpoint);
+        checked = std::fs::metadata(mountpoint);
+    }
+    match checked {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Err(MountError::Stale(shown)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(mountpoint).map_err(|source| MountError::Create {
@@ -91,23 +103,108 @@ pub fn preflight(mountpoint: &Path) -> Result<(), MountError> {
         Ok(m) if !m.is_dir() => return Err(MountError::NotDir(shown)),
         Ok(_) => {}
     }
-    if is_mount_point(mountpoint) {
+    if mount_at(mountpoint).is_some_and(|m| m.is_fuse()) {
         return Err(MountError::Busy(shown));
     }
     Ok(())
 }
 
-fn is_mount_point(path: &Path) -> bool {
-    let Ok(canonical) = std::fs::canonicalize(path) else {
-        return false;
+/// Ok when RustDB's mount is on top at `mountpoint` and answers a `stat`.
+pub fn check_live(mountpoint: &Path) -> Result<(), MountError> {
+    let shown = mountpoint.display().to_string();
+    if !mount_at(mountpoint).is_some_and(|m| m.is_rustdb()) {
+        return Err(MountError::NotMounted(shown));
+    }
+    match std::fs::metadata(mountpoint) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(MountError::Stale(shown)),
+        Err(source) => Err(MountError::Mount {
+            path: shown,
+            source,
+        }),
+    }
+}
+
+/// The name RustDB's mounts carry as their source (`MountOption::FSName`).
+const FS_NAME: &str = "rustdb";
+
+fn is_dead(checked: &std::io::Result<std::fs::Metadata>) -> bool {
+    matches!(checked, Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+}
+
+/// What `/proc/self/mountinfo` says of one mount.
+#[derive(Debug, PartialEq, Eq)]
+struct MountEntry {
+    /// `fuse` when mounted by root directly, `fuse.rustdb` through fusermount3.
+    fs_type: String,
+    source: String,
+}
+
+impl MountEntry {
+    fn is_fuse(&self) -> bool {
+        self.fs_type == "fuse" || self.fs_type == "fuseblk" || self.fs_type.starts_with("fuse.")
+    }
+
+    fn is_rustdb(&self) -> bool {
+        self.is_fuse() && self.source == FS_NAME
+    }
+}
+
+/// The topmost mount exactly at `path`, if there is one. Works on a dead mount too: only the
+/// parent is resolved.
+fn mount_at(path: &Path) -> Option<MountEntry> {
+    let absolute = std::path::absolute(path).ok()?;
+    let resolved = match (absolute.parent(), absolute.file_name()) {
+        (Some(parent), Some(name)) => std::fs::canonicalize(parent).ok()?.join(name),
+        _ => absolute,
     };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let wanted = canonical.to_string_lossy().replace(' ', "\\040");
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| mp == wanted)
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    top_mount_in(&info, &resolved.to_string_lossy())
+}
+
+/// Lines are in mount order, so the last one for `path` is the mount on top.
+fn top_mount_in(mountinfo: &str, path: &str) -> Option<MountEntry> {
+    let wanted = path.replace(' ', "\\040");
+    mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
+        .filter_map(|l| {
+            let mut after = l.split(" - ").nth(1)?.split(' ');
+            Some(MountEntry {
+                fs_type: after.next()?.to_owned(),
+                source: after.next()?.to_owned(),
+            })
+        })
+        .last()
+}
+
+/// Detaches the mount at `path` (lazily: nothing can be using a dead mount anyway).
+fn detach(path: &Path) {
+    if is_root() {
+        use std::os::unix::ffi::OsStrExt;
+        let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+            return;
+        };
+        // SAFETY: c_path is a valid NUL-terminated string that outlives the call.
+        if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } != 0 {
+            warn!(error = %std::io::Error::last_os_error(), "detaching the dead mount failed");
+        }
+    } else {
+        let program = if on_path("fusermount3") {
+            "fusermount3"
+        } else {
+            "fusermount"
+        };
+        match std::process::Command::new(program)
+            .arg("-uz")
+            .arg(path)
+            .status()
+        {
+            Ok(status) if status.success() => {}
+            Ok(status) => warn!(%status, "{program} -uz failed on the dead mount"),
+            Err(e) => warn!(error = %e, "cannot run {program}"),
+        }
+    }
 }
 
 /// A live mount. Dropping it (or calling `unmount`) unmounts.
@@ -190,4 +287,38 @@ pub fn mount<B: Backend>(backend: Arc<B>, config: &MountConfig) -> Result<MountH
         passthrough,
         mountpoint: config.mountpoint.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNTINFO: &str = "\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+43 27 254:0 /srv/m /srv/m rw,relatime shared:5 - ext4 /dev/vda rw
+44 43 0:39 / /srv/m rw,nosuid,nodev,relatime shared:6 - fuse rustdb rw,user_id=0,group_id=0
+45 27 0:40 / /home/u/my\\040mnt rw - fuse.rustdb rustdb rw,user_id=1000,group_id=1000
+46 27 0:41 / /media/cloud rw - fuse.sshfs host:/ rw,user_id=0,group_id=0
+";
+
+    #[test]
+    fn the_mount_on_top_is_the_last_line_for_a_path() {
+        let top = top_mount_in(MOUNTINFO, "/srv/m").unwrap();
+        assert_eq!(top.fs_type, "fuse");
+        assert!(top.is_rustdb());
+        assert_eq!(top_mount_in(MOUNTINFO, "/srv"), None);
+    }
+
+    #[test]
+    fn mounts_of_rustdb_and_of_others_are_told_apart() {
+        let spaced = top_mount_in(MOUNTINFO, "/home/u/my mnt").unwrap();
+        assert!(
+            spaced.is_rustdb(),
+            "fusermount3's fuse.rustdb, with an escaped space"
+        );
+        let sshfs = top_mount_in(MOUNTINFO, "/media/cloud").unwrap();
+        assert!(sshfs.is_fuse() && !sshfs.is_rustdb());
+        let root = top_mount_in(MOUNTINFO, "/").unwrap();
+        assert!(!root.is_fuse());
+    }
 }

@@ -82,14 +82,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether RustDB's mount is the topmost mount at `path` (a bind mount under it does not count).
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(canonical) = std::fs::canonicalize(path) else {
-        return false;
-    };
+    mount_at(path)
+        .is_some_and(|(fs_type, source)| fs_type.starts_with("fuse") && source == "rustdb")
+}
+
+/// The type and source of the topmost filesystem mounted exactly at `path`, if any.
+pub fn mount_at(path: &Path) -> Option<(String, String)> {
+    let canonical = std::fs::canonicalize(path).ok()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let wanted = canonical.to_string_lossy().into_owned();
     info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
+        .filter(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
+        .filter_map(|l| {
+            let mut after = l.split(" - ").nth(1)?.split(' ');
+            Some((after.next()?.to_owned(), after.next()?.to_owned()))
+        })
+        .last()
 }
 
 impl Instance {
@@ -104,8 +114,15 @@ impl Instance {
         env: &[(&str, &str)],
         storage: impl FnOnce(&Path) -> PathBuf,
     ) -> Instance {
+        let mut inst = Instance::prepare(env, storage);
+        inst.spawn();
+        inst
+    }
+
+    /// An instance's directories and settings, not started yet (`spawn` starts it).
+    pub fn prepare(env: &[(&str, &str)], storage: impl FnOnce(&Path) -> PathBuf) -> Instance {
         let dir = tempfile::tempdir().unwrap();
-        let mut inst = Instance {
+        Instance {
             mount: dir.path().join("mnt"),
             storage: storage(dir.path()),
             port: free_port(),
@@ -115,9 +132,7 @@ impl Instance {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-        };
-        inst.spawn();
-        inst
+        }
     }
 
     /// Starts again on the same storage and mount point.
@@ -183,12 +198,17 @@ impl Instance {
         }
     }
 
-    /// SIGKILL, then clear the dead mount as an operator would.
-    pub fn kill(&mut self) {
+    /// SIGKILL, leaving the dead mount behind as a crash does.
+    pub fn kill_leaving_mount(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// SIGKILL, then clear the dead mount as an operator would.
+    pub fn kill(&mut self) {
+        self.kill_leaving_mount();
         let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
         let _ = Command::new("fusermount3")
             .arg("-uz")
