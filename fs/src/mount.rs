@@ -80,13 +80,25 @@ pub fn preflight(mountpoint: &Path) -> Result<(), MountError> {
     if !is_root() && !on_path("fusermount3") && !on_path("fusermount") {
         return Err(MountError::NoFusermount);
     }
-    let mut checked = std::fs::metadata(mountpoint);
-    if is_dead(&checked) && mount_at(mountpoint).is_some_and(|m| m.is_rustdb()) {
-        warn!(mountpoint = %shown, "detaching the dead RustDB mount a stopped process left");
-        detach(mountpoint);
-        checked = std::fs::metadata(mountpoint);
+    // A FUSE mount already there: a live one is refused; a dead one of RustDB's is detached (a
+    // few times over, should crashes have stacked them); anyone else's dead one is reported.
+    for _ in 0..8 {
+        let Some(top) = mount_at(mountpoint).filter(MountEntry::is_fuse) else {
+            break;
+        };
+        match probe(mountpoint) {
+            Ok(()) => return Err(MountError::Busy(shown)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) && top.is_rustdb() => {
+                warn!(mountpoint = %shown, "detaching the dead RustDB mount a stopped process left");
+                detach(mountpoint);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+                return Err(MountError::Stale(shown))
+            }
+            Err(_) => break,
+        }
     }
-    match checked {
+    match std::fs::metadata(mountpoint) {
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return Err(MountError::Stale(shown)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::create_dir_all(mountpoint).map_err(|source| MountError::Create {
@@ -104,19 +116,22 @@ pub fn preflight(mountpoint: &Path) -> Result<(), MountError> {
         Ok(_) => {}
     }
     if mount_at(mountpoint).is_some_and(|m| m.is_fuse()) {
-        return Err(MountError::Busy(shown));
+        return Err(match probe(mountpoint) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => MountError::Stale(shown),
+            _ => MountError::Busy(shown),
+        });
     }
     Ok(())
 }
 
-/// Ok when RustDB's mount is on top at `mountpoint` and answers a `stat`.
+/// Ok when RustDB's mount is on top at `mountpoint` and its server answers.
 pub fn check_live(mountpoint: &Path) -> Result<(), MountError> {
     let shown = mountpoint.display().to_string();
     if !mount_at(mountpoint).is_some_and(|m| m.is_rustdb()) {
         return Err(MountError::NotMounted(shown));
     }
-    match std::fs::metadata(mountpoint) {
-        Ok(_) => Ok(()),
+    match probe(mountpoint) {
+        Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(MountError::Stale(shown)),
         Err(source) => Err(MountError::Mount {
             path: shown,
@@ -124,12 +139,22 @@ pub fn check_live(mountpoint: &Path) -> Result<(), MountError> {
         }),
     }
 }
-
 /// The name RustDB's mounts carry as their source (`MountOption::FSName`).
 const FS_NAME: &str = "rustdb";
 
-fn is_dead(checked: &std::io::Result<std::fs::Metadata>) -> bool {
-    matches!(checked, Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+/// Asks the filesystem at `path` itself (statfs always reaches a FUSE server; a `stat` may be
+/// answered from the kernel's attribute cache even after the server died).
+fn probe(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: c_path is NUL-terminated and outlives the call; buf is written by the kernel.
+    let mut buf: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c_path.as_ptr(), &mut buf) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// What `/proc/self/mountinfo` says of one mount.
