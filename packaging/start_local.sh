@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds RustDB and starts it with embedded defaults: the mount at ./mnt, the API on
 # 127.0.0.1:8080 (key "devkey"), storage in ./rustdb_storage. Settings come from flags, from
-# the environment, or from a .env file at the top of the checkout (see .env.example).
+# the environment, or from a .env file at the top of the checkout (see .env.example; another
+# file with RUSTDB_ENV_FILE=path).
 # Extra arguments go to `rustdb up` (for example --mount /tmp/decay).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,11 +18,16 @@ if ! command -v fusermount3 >/dev/null 2>&1; then
   fi
 fi
 
-if [ -f .env ]; then
+env_file="${RUSTDB_ENV_FILE:-.env}"
+if [ -f "$env_file" ]; then
+  echo "start_local: settings from $env_file" >&2
   set -a
-  # shellcheck disable=SC1091
-  . ./.env
+  # shellcheck disable=SC1090
+  . "$env_file"
   set +a
+elif [ -n "${RUSTDB_ENV_FILE:-}" ]; then
+  echo "start_local: RUSTDB_ENV_FILE=$env_file does not exist" >&2
+  exit 1
 fi
 
 cargo build --release --bin rustdb

@@ -192,15 +192,15 @@ fn top_mount_in(mountinfo: &str, path: &str) -> Option<MountEntry> {
     let wanted = path.replace(' ', "\\040");
     mountinfo
         .lines()
+        .rev()
         .filter(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
-        .filter_map(|l| {
+        .find_map(|l| {
             let mut after = l.split(" - ").nth(1)?.split(' ');
             Some(MountEntry {
                 fs_type: after.next()?.to_owned(),
                 source: after.next()?.to_owned(),
             })
         })
-        .last()
 }
 
 /// Detaches the mount at `path` (lazily: nothing can be using a dead mount anyway).

@@ -94,12 +94,12 @@ pub fn mount_at(path: &Path) -> Option<(String, String)> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let wanted = canonical.to_string_lossy().into_owned();
     info.lines()
+        .rev()
         .filter(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
-        .filter_map(|l| {
+        .find_map(|l| {
             let mut after = l.split(" - ").nth(1)?.split(' ');
             Some((after.next()?.to_owned(), after.next()?.to_owned()))
         })
-        .last()
 }
 
 impl Instance {
