@@ -5,7 +5,10 @@
 # file with RUSTDB_ENV_FILE=path).
 # Extra arguments go to `rustdb up` (for example --mount /tmp/decay).
 set -euo pipefail
+# A settings file named by the caller is found from the caller's directory.
+env_file="${RUSTDB_ENV_FILE:+$(realpath -m -- "$RUSTDB_ENV_FILE")}"
 cd "$(dirname "$0")/.."
+env_file="${env_file:-./.env}"
 
 if ! command -v fusermount3 >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -18,7 +21,6 @@ if ! command -v fusermount3 >/dev/null 2>&1; then
   fi
 fi
 
-env_file="${RUSTDB_ENV_FILE:-.env}"
 if [ -f "$env_file" ]; then
   echo "start_local: settings from $env_file" >&2
   set -a

@@ -183,7 +183,11 @@ fn load_policies(path: Option<&std::path::Path>) -> anyhow::Result<PolicySet> {
 
 fn run_up(up: cli::UpArgs) -> anyhow::Result<()> {
     let keys = rustdb_api::KeyRing::parse(&up.api_keys).context("RUSTDB_API_KEYS")?;
-    if !up.listen.ip().is_loopback() && up.api_keys.split(',').any(|k| k.starts_with("devkey:")) {
+    let has_dev_key = up
+        .api_keys
+        .split(',')
+        .any(|entry| entry.split(':').next().map(str::trim) == Some("devkey"));
+    if !up.listen.ip().is_loopback() && has_dev_key {
         warn!(
             listen = %up.listen,
             "the API listens beyond this machine with the development key \"devkey\": set RUSTDB_API_KEYS"
@@ -240,7 +244,9 @@ fn run_up(up: cli::UpArgs) -> anyhow::Result<()> {
     scheduler.stop();
     engine.set_listener(None);
     let unmounted = mount.unmount();
-    info!("unmounted");
+    if unmounted.is_ok() {
+        info!("unmounted");
+    }
     served?;
     unmounted.context("unmount failed")?;
     Ok(())

@@ -184,6 +184,14 @@ fn cli_health_checks_the_api_and_the_mount() {
     let (ok, out) = rustdb(&["health", "--url", &url, "--mount", &mount], &[]);
     assert!(ok, "{out}");
     assert_eq!(out.trim(), "ok");
+    // The kernel lists the mount under its resolved path; a symlink to it is found too.
+    let link = inst.dir.path().join("link-to-mnt");
+    std::os::unix::fs::symlink(&inst.mount, &link).unwrap();
+    let (ok, out) = rustdb(
+        &["health", "--url", &url, "--mount", link.to_str().unwrap()],
+        &[],
+    );
+    assert!(ok, "{out}");
     let elsewhere = inst.dir.path().join("storage");
     let (ok, out) = rustdb(
         &[

@@ -42,6 +42,11 @@ pub enum MountError {
     Stale(String),
     #[error("nothing of RustDB's is mounted at {0}")]
     NotMounted(String),
+    #[error("the mount at {path} does not answer")]
+    NotAnswering {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot create mount point {path}")]
     Create {
         path: String,
@@ -54,6 +59,26 @@ pub enum MountError {
         path: String,
         source: std::io::Error,
     },
+    #[error("mounting {path} was not permitted: in a container, run with --cap-add SYS_ADMIN (and --security-opt apparmor=unconfined where AppArmor runs); as another user than root, check /etc/fuse.conf and the mode of /dev/fuse")]
+    NotPermitted {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl MountError {
+    /// A failed mount; a refusal (EPERM, EACCES, or fusermount3 saying so) gets what to do.
+    fn failed(path: &str, source: std::io::Error) -> MountError {
+        let refused = matches!(source.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+            || source.to_string().contains("Operation not permitted")
+            || source.to_string().contains("Permission denied");
+        let path = path.to_owned();
+        if refused {
+            MountError::NotPermitted { path, source }
+        } else {
+            MountError::Mount { path, source }
+        }
+    }
 }
 
 fn is_root() -> bool {
@@ -133,12 +158,13 @@ pub fn check_live(mountpoint: &Path) -> Result<(), MountError> {
     match probe(mountpoint) {
         Ok(()) => Ok(()),
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(MountError::Stale(shown)),
-        Err(source) => Err(MountError::Mount {
+        Err(source) => Err(MountError::NotAnswering {
             path: shown,
             source,
         }),
     }
 }
+
 /// The name RustDB's mounts carry as their source (`MountOption::FSName`).
 const FS_NAME: &str = "rustdb";
 
@@ -175,13 +201,19 @@ impl MountEntry {
     }
 }
 
-/// The topmost mount exactly at `path`, if there is one. Works on a dead mount too: only the
-/// parent is resolved.
+/// The topmost mount exactly at `path`, if there is one (a dead one too).
 fn mount_at(path: &Path) -> Option<MountEntry> {
-    let absolute = std::path::absolute(path).ok()?;
-    let resolved = match (absolute.parent(), absolute.file_name()) {
-        (Some(parent), Some(name)) => std::fs::canonicalize(parent).ok()?.join(name),
-        _ => absolute,
+    // The kernel lists a mount under its resolved path. A dead mount cannot be resolved itself,
+    // so then only its parent is.
+    let resolved = match std::fs::canonicalize(path) {
+        Ok(resolved) => resolved,
+        Err(_) => {
+            let absolute = std::path::absolute(path).ok()?;
+            match (absolute.parent(), absolute.file_name()) {
+                (Some(parent), Some(name)) => std::fs::canonicalize(parent).ok()?.join(name),
+                _ => absolute,
+            }
+        }
     };
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     top_mount_in(&info, &resolved.to_string_lossy())
@@ -294,18 +326,13 @@ pub fn mount<B: Backend>(backend: Arc<B>, config: &MountConfig) -> Result<MountH
     };
     fuse_config.n_threads = Some(config.threads.max(1));
     let shown = config.mountpoint.display().to_string();
-    let session = fuser::Session::new(fs, &config.mountpoint, &fuse_config).map_err(|source| {
-        MountError::Mount {
-            path: shown.clone(),
-            source,
-        }
-    })?;
+    let session = fuser::Session::new(fs, &config.mountpoint, &fuse_config)
+        .map_err(|source| MountError::failed(&shown, source))?;
     let notifier = session.notifier();
     let passthrough = config.passthrough && is_root();
-    let session = session.spawn().map_err(|source| MountError::Mount {
-        path: shown,
-        source,
-    })?;
+    let session = session
+        .spawn()
+        .map_err(|source| MountError::failed(&shown, source))?;
     Ok(MountHandle {
         session: Some(session),
         invalidator: Invalidator { notifier, ids },
