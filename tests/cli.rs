@@ -157,7 +157,7 @@ fn cli_mounts_over_a_bind_mount_and_leaves_it_at_stop() {
     };
     let mount = inst.mount.to_str().unwrap().to_owned();
     bind(&["--bind", &mount, &mount]);
-    let under = common::mount_at(&inst.mount).expect("the bind mount is there");
+    let under = rustdb_fs::mount_at(&inst.mount).expect("the bind mount is there");
     inst.spawn();
     std::fs::write(inst.path("through.txt"), b"over the bind mount").unwrap();
     assert_eq!(
@@ -165,7 +165,7 @@ fn cli_mounts_over_a_bind_mount_and_leaves_it_at_stop() {
         b"over the bind mount"
     );
     inst.stop();
-    assert_eq!(common::mount_at(&inst.mount), Some(under));
+    assert_eq!(rustdb_fs::mount_at(&inst.mount), Some(under));
     assert!(
         !inst.mount.join("through.txt").exists(),
         "the file is in RustDB, not under it"

@@ -2,8 +2,10 @@
 //! clock advance, tick, forced tick, pin, speed, keep-original, restore and restart. After every
 //! step the model and the engine agree on each object's stage and on the bytes a reader sees.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::sync::Arc;
 
 use proptest::prelude::*;
@@ -408,7 +410,7 @@ impl World {
                 f.id,
                 if f.binary { "binary" } else { "text" }
             );
-            let bytes = read_all(e, f.id);
+            let bytes = common::read_artifact(e, f.id, Some(SCANNER));
             if f.lossless() {
                 assert_eq!(bytes.len(), f.content.len(), "size of lossless {}", f.id);
                 assert!(bytes == f.content, "bytes of lossless {} differ", f.id);
@@ -424,27 +426,6 @@ impl World {
             assert_eq!(o.size, bytes.len() as u64, "recorded size of {}", f.id);
         }
     }
-}
-
-fn read_all(e: &Engine, id: u64) -> Vec<u8> {
-    let opened = e.open(id, None, false, false, Some(SCANNER)).unwrap();
-    let mut out = Vec::new();
-    match opened {
-        OpenedArtifact::File(mut f) => {
-            f.read_to_end(&mut out).unwrap();
-        }
-        OpenedArtifact::Chunked(r) => {
-            out.resize(r.len() as usize, 0);
-            let mut done = 0;
-            while done < out.len() {
-                let n = r.read_at(done as u64, &mut out[done..]).unwrap();
-                assert!(n > 0);
-                done += n;
-            }
-        }
-    }
-    e.release(id, false, false);
-    out
 }
 
 proptest! {

@@ -10,13 +10,16 @@ fn faults_need_the_failpoints_feature() {
 }
 
 #[cfg(feature = "failpoints")]
+mod common;
+
+#[cfg(feature = "failpoints")]
 mod injected {
 
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::sync::Arc;
 
     use rustdb::clock::ManualClock;
-    use rustdb::engine::{Engine, EngineConfig, OpenedArtifact, TickOptions};
+    use rustdb::engine::{Engine, EngineConfig, TickOptions};
     use rustdb::fsck::{self, Severity};
     use rustdb::policy::PolicySet;
 
@@ -26,24 +29,6 @@ mod injected {
         dry_run: false,
         limit: None,
     };
-
-    fn read(e: &Engine, id: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        match e.open(id, None, false, false, None).unwrap() {
-            OpenedArtifact::File(mut f) => {
-                f.read_to_end(&mut out).unwrap();
-            }
-            OpenedArtifact::Chunked(r) => {
-                out.resize(r.len() as usize, 0);
-                let mut at = 0;
-                while at < out.len() {
-                    at += r.read_at(at as u64, &mut out[at..]).unwrap();
-                }
-            }
-        }
-        e.release(id, false, false);
-        out
-    }
 
     #[test]
     fn faults_at_each_rewrite_step_fail_the_step_and_lose_nothing() {
@@ -95,7 +80,7 @@ mod injected {
             assert_eq!(report.failed, 2, "{point}: {report:?}");
             for (id, original) in &files {
                 let row = engine.object_row(*id).unwrap();
-                let bytes = read(&engine, *id);
+                let bytes = super::common::read_artifact(&engine, *id, None);
                 if row.stage == 0 {
                     assert!(
                         !committed,

@@ -7,7 +7,10 @@ mod nodeid;
 
 pub use error::FsError;
 pub use fuse::RustFs;
-pub use mount::{check_live, mount, preflight, Invalidator, MountConfig, MountError, MountHandle};
+pub use mount::{
+    check_live, mount, mount_at, preflight, Invalidator, MountConfig, MountEntry, MountError,
+    MountHandle,
+};
 
 use std::ffi::{OsStr, OsString};
 use std::io;

@@ -184,25 +184,25 @@ fn probe(path: &Path) -> std::io::Result<()> {
 }
 
 /// What `/proc/self/mountinfo` says of one mount.
-#[derive(Debug, PartialEq, Eq)]
-struct MountEntry {
-    /// `fuse` when mounted by root directly, `fuse.rustdb` through fusermount3.
-    fs_type: String,
-    source: String,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// RustDB's: `fuse` when mounted by root directly, `fuse.rustdb` through fusermount3.
+    pub fs_type: String,
+    pub source: String,
 }
 
 impl MountEntry {
-    fn is_fuse(&self) -> bool {
+    pub fn is_fuse(&self) -> bool {
         self.fs_type == "fuse" || self.fs_type == "fuseblk" || self.fs_type.starts_with("fuse.")
     }
 
-    fn is_rustdb(&self) -> bool {
+    pub fn is_rustdb(&self) -> bool {
         self.is_fuse() && self.source == FS_NAME
     }
 }
 
 /// The topmost mount exactly at `path`, if there is one (a dead one too).
-fn mount_at(path: &Path) -> Option<MountEntry> {
+pub fn mount_at(path: &Path) -> Option<MountEntry> {
     // The kernel lists a mount under its resolved path. A dead mount cannot be resolved itself,
     // so then only its parent is.
     let resolved = match std::fs::canonicalize(path) {

@@ -84,22 +84,7 @@ fn free_port() -> u16 {
 
 /// Whether RustDB's mount is the topmost mount at `path` (a bind mount under it does not count).
 pub fn is_mounted(path: &Path) -> bool {
-    mount_at(path)
-        .is_some_and(|(fs_type, source)| fs_type.starts_with("fuse") && source == "rustdb")
-}
-
-/// The type and source of the topmost filesystem mounted exactly at `path`, if any.
-pub fn mount_at(path: &Path) -> Option<(String, String)> {
-    let canonical = std::fs::canonicalize(path).ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let wanted = canonical.to_string_lossy().into_owned();
-    info.lines()
-        .rev()
-        .filter(|l| l.split(' ').nth(4) == Some(wanted.as_str()))
-        .find_map(|l| {
-            let mut after = l.split(" - ").nth(1)?.split(' ');
-            Some((after.next()?.to_owned(), after.next()?.to_owned()))
-        })
+    rustdb_fs::mount_at(path).is_some_and(|m| m.is_rustdb())
 }
 
 impl Instance {
@@ -501,4 +486,31 @@ pub fn compressible(rng: &mut Rng, header: &[u8], n: usize) -> Vec<u8> {
     }
     bytes.truncate(n.max(header.len()));
     bytes
+}
+
+/// The whole current artifact of object `id`, read through the engine (as `opener`, which the
+/// engine may ignore for heat) and released again.
+pub fn read_artifact(e: &rustdb::engine::Engine, id: u64, opener: Option<&str>) -> Vec<u8> {
+    use rustdb::engine::OpenedArtifact;
+    let mut out = Vec::new();
+    match e.open(id, None, false, false, opener).unwrap() {
+        OpenedArtifact::File(mut f) => {
+            f.read_to_end(&mut out).unwrap();
+        }
+        OpenedArtifact::Chunked(r) => {
+            out.resize(r.len() as usize, 0);
+            let mut done = 0;
+            while done < out.len() {
+                let n = r.read_at(done as u64, &mut out[done..]).unwrap();
+                assert!(
+                    n > 0,
+                    "object {id}: the reader ended at {done} of {}",
+                    out.len()
+                );
+                done += n;
+            }
+        }
+    }
+    e.release(id, false, false);
+    out
 }
